@@ -1,0 +1,11 @@
+# Script mode: cmake -DIN=<file> -DOUT=<c file> -DIDENT=<identifier> -P MdEmbedOne.cmake
+file(READ "${IN}" hex HEX)
+string(LENGTH "${hex}" hexlen)
+math(EXPR len "${hexlen} / 2")
+string(REGEX REPLACE "([0-9a-f][0-9a-f])" "0x\\1," body "${hex}")
+string(REGEX REPLACE "((0x[0-9a-f][0-9a-f],){16})" "\\1\n" body "${body}")
+file(WRITE "${OUT}" "/* generated from ${IN}; do not edit */\n")
+file(APPEND "${OUT}" "extern const char md_asset_${IDENT}[];\n")
+file(APPEND "${OUT}" "extern const unsigned long md_asset_${IDENT}_len;\n")
+file(APPEND "${OUT}" "const char md_asset_${IDENT}[] = {\n${body}0x00};\n")
+file(APPEND "${OUT}" "const unsigned long md_asset_${IDENT}_len = ${len}UL;\n")

@@ -1,0 +1,29 @@
+/*
+ * cursor.h — opaque pagination cursors (spec §1 "Lists", §6 "Integers").
+ *
+ * A cursor carries a small payload (a position such as a sequence number)
+ * plus a check value computed over the list kind, the payload and the
+ * canonical filter string of the query that issued it. So a cursor the
+ * server did not issue — garbage, an edited one, or one from a different
+ * list or filter set — is rejected with 400 instead of silently listing
+ * the wrong thing. The encoding is URL-safe (base64url, no padding).
+ * Cursors are stateless: any memoryd instance behind a load balancer can
+ * continue a listing started on another.
+ */
+#ifndef MD_CURSOR_H
+#define MD_CURSOR_H
+
+#include "memoryd/compat.h"
+
+#define MD_CURSOR_MAX 256         /* encoded length limit */
+#define MD_CURSOR_PAYLOAD_MAX 160 /* payload length limit */
+
+/* Encode; returns false if the payload is too long. */
+bool md_cursor_encode(const char *kind, const char *payload, const char *binding,
+                      char out[MD_CURSOR_MAX + 1]);
+
+/* Decode and verify; false for anything this server did not issue. */
+bool md_cursor_decode(const char *kind, const char *cursor, const char *binding,
+                      char payload[MD_CURSOR_PAYLOAD_MAX + 1]);
+
+#endif /* MD_CURSOR_H */

@@ -1,0 +1,91 @@
+/*
+ * janitor.c — periodic housekeeping on its own thread (pgbouncer's janitor).
+ *
+ * The thread sleeps on a condition variable with a one-second timeout, so
+ * md_janitor_stop() takes effect at once instead of after a tick.
+ */
+#include "memoryd/compat.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "memoryd/app.h"
+#include "memoryd/clock.h"
+#include "memoryd/janitor.h"
+#include "memoryd/log.h"
+#include "memoryd/stm.h"
+
+#define SWEEP_EVERY_MS 10000
+
+struct md_janitor {
+    struct md_app *app;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards stop */
+    pthread_cond_t wake;
+    bool stop;
+};
+
+static void *run(void *arg)
+{
+    struct md_janitor *j = arg;
+    pthread_setname_np(pthread_self(), "md-janitor");
+    int64_t next_sweep = md_mono_ms() + SWEEP_EVERY_MS;
+    pthread_mutex_lock(&j->lock);
+    while (!j->stop) {
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        until.tv_sec += 1;
+        pthread_cond_timedwait(&j->wake, &j->lock, &until);
+        if (j->stop)
+            break;
+        pthread_mutex_unlock(&j->lock);
+        if (md_mono_ms() >= next_sweep) {
+            j->app->stm->ops->sweep(j->app->stm, md_now_ms());
+            next_sweep = md_mono_ms() + SWEEP_EVERY_MS;
+        }
+        pthread_mutex_lock(&j->lock);
+    }
+    pthread_mutex_unlock(&j->lock);
+    return NULL;
+}
+
+struct md_janitor *md_janitor_start(struct md_app *app, struct md_error *err)
+{
+    struct md_janitor *j = calloc(1, sizeof(*j));
+    if (!j) {
+        md_error_set(err, MD_E_NOMEM, "out of memory starting the janitor");
+        return NULL;
+    }
+    j->app = app;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_mutex_init(&j->lock, NULL);
+    pthread_cond_init(&j->wake, &ca);
+    pthread_condattr_destroy(&ca);
+    int rc = pthread_create(&j->thread, NULL, run, j);
+    if (rc != 0) {
+        md_error_set(err, MD_E_INTERNAL, "cannot start the janitor thread: error %d", rc);
+        pthread_cond_destroy(&j->wake);
+        pthread_mutex_destroy(&j->lock);
+        free(j);
+        return NULL;
+    }
+    return j;
+}
+
+void md_janitor_stop(struct md_janitor *j)
+{
+    if (!j)
+        return;
+    pthread_mutex_lock(&j->lock);
+    j->stop = true;
+    pthread_cond_signal(&j->wake);
+    pthread_mutex_unlock(&j->lock);
+    pthread_join(j->thread, NULL);
+    pthread_cond_destroy(&j->wake);
+    pthread_mutex_destroy(&j->lock);
+    free(j);
+}

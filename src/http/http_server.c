@@ -1,0 +1,530 @@
+/*
+ * http_server.c — libmicrohttpd glue: request lifecycle, limits, responses.
+ *
+ * DESIGN
+ * MHD calls the access handler several times per request: once when the
+ * headers are in (we allocate the request context, route, authorize and
+ * check the declared body), once per chunk of body (appended to a capped
+ * buffer), and once more when the upload is complete (we parse the body,
+ * run the handler and queue the response). Queuing only on that last call
+ * keeps connections alive (MHD 0.9.75 answers "Connection: close" to a
+ * response queued before it has seen the whole request). The one exception
+ * is a refusal of a request that carries a body (413, 415, 401 …): that
+ * response goes out at once and MHD closes the connection instead of
+ * reading a body nobody wants.
+ *
+ * The URL is matched raw: an identity unescape callback stops MHD from
+ * percent-decoding, so "%2F" inside an id cannot change the route; the
+ * router and the query parser decode each piece themselves.
+ *
+ * Ownership: struct req_ctx is allocated on the first call and freed in the
+ * completion callback, together with everything hanging off it (body
+ * buffer, parsed JSON, decoded query strings). Response bodies are handed to
+ * MHD with MHD_RESPMEM_MUST_FREE.
+ */
+#include "memoryd/compat.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <netdb.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "memoryd/clock.h"
+#include "memoryd/envelope.h"
+#include "memoryd/http.h"
+#include "memoryd/json_body.h"
+#include "memoryd/log.h"
+#include "memoryd/text.h"
+
+struct md_http_server {
+    struct MHD_Daemon *daemon;
+    const struct md_router *router;
+    struct md_http_hooks hooks;
+    void *app;
+    struct md_http_options opt;
+    atomic_int in_flight;
+    int port;
+    struct MHD_Response *oom_response; /* prebuilt 503 for when a request cannot allocate */
+};
+
+enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
+
+struct req_ctx {
+    struct md_http_server *srv;
+    struct md_req req;
+    struct md_resp resp;
+    struct md_buf body;
+    enum phase phase;
+    bool decided;    /* resp holds the final answer already (refusal) */
+    bool has_body;   /* the request declares or sends a body */
+    bool wants_body; /* the route takes a JSON body */
+    bool overflow;   /* body exceeded the cap */
+};
+
+/* ---- small helpers ------------------------------------------------------- */
+
+const char *md_req_query(const struct md_req *req, const char *key)
+{
+    for (size_t i = 0; i < req->n_query; i++)
+        if (strcmp(req->query[i].key, key) == 0)
+            return req->query[i].value;
+    return NULL;
+}
+
+const char *md_req_header(const struct md_req *req, const char *name)
+{
+    return req->header ? req->header(req, name) : NULL;
+}
+
+static const char *mhd_header(const struct md_req *req, const char *name)
+{
+    return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+void md_resp_header(struct md_resp *resp, const char *name, const char *value)
+{
+    for (size_t i = 0; i < resp->n_headers; i++)
+        if (strcasecmp(resp->headers[i].name, name) == 0) {
+            snprintf(resp->headers[i].value, sizeof(resp->headers[i].value), "%s", value);
+            return;
+        }
+    if (resp->n_headers == MD_RESP_MAX_HEADERS)
+        return;
+    struct md_resp_header *h = &resp->headers[resp->n_headers++];
+    snprintf(h->name, sizeof(h->name), "%s", name);
+    snprintf(h->value, sizeof(h->value), "%s", value);
+}
+
+/* X-Request-Id: the client's if it is 1–64 chars of [A-Za-z0-9._-], else 32 random hex. */
+static void assign_request_id(struct md_req *req)
+{
+    const char *given = md_req_header(req, "X-Request-Id");
+    if (given) {
+        size_t n = strlen(given);
+        bool ok = n >= 1 && n <= MD_REQUEST_ID_MAX;
+        for (size_t i = 0; ok && i < n; i++) {
+            char c = given[i];
+            ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '_' || c == '-';
+        }
+        if (ok) {
+            memcpy(req->request_id, given, n + 1);
+            return;
+        }
+    }
+    unsigned char raw[16];
+    static const char hex[] = "0123456789abcdef";
+    md_random_bytes(raw, sizeof(raw));
+    for (size_t i = 0; i < sizeof(raw); i++) {
+        req->request_id[2 * i] = hex[raw[i] >> 4];
+        req->request_id[2 * i + 1] = hex[raw[i] & 15];
+    }
+    req->request_id[32] = '\0';
+}
+
+/* ---- query string --------------------------------------------------------- */
+
+struct query_walk {
+    struct md_req *req;
+    bool bad;
+};
+
+static enum MHD_Result add_query_param(void *cls, enum MHD_ValueKind kind, const char *key,
+                                       const char *value)
+{
+    (void)kind;
+    struct query_walk *w = cls;
+    struct md_req *req = w->req;
+    if (req->n_query == MD_MAX_QUERY_PARAMS) {
+        w->bad = true;
+        return MHD_NO;
+    }
+    size_t klen = strlen(key), vlen = value ? strlen(value) : 0;
+    char *k = malloc(klen + 1), *v = malloc(vlen + 1);
+    if (!k || !v || !md_percent_decode(key, klen, k, NULL, true) ||
+        !md_percent_decode(value ? value : "", vlen, v, NULL, true) ||
+        !md_utf8_valid(k, strlen(k)) || !md_utf8_valid(v, strlen(v))) {
+        free(k);
+        free(v);
+        w->bad = true;
+        return MHD_NO;
+    }
+    req->query[req->n_query].key = k;
+    req->query[req->n_query].value = v;
+    req->n_query++;
+    return MHD_YES;
+}
+
+static void free_query(struct md_req *req)
+{
+    for (size_t i = 0; i < req->n_query; i++) {
+        free(req->query[i].key);
+        free(req->query[i].value);
+    }
+    req->n_query = 0;
+}
+
+/* ---- responses ------------------------------------------------------------ */
+
+static enum MHD_Result queue(struct req_ctx *ctx, struct MHD_Connection *conn)
+{
+    struct md_resp *r = &ctx->resp;
+    struct MHD_Response *mr;
+    if (r->static_body == r->fallback && r->static_body) {
+        mr = MHD_create_response_from_buffer(r->static_len, r->fallback, MHD_RESPMEM_MUST_COPY);
+    } else if (r->static_body) {
+        mr = MHD_create_response_from_buffer(r->static_len, (void *)(uintptr_t)r->static_body,
+                                             MHD_RESPMEM_PERSISTENT);
+    } else {
+        size_t len;
+        char *body = md_buf_take(&r->body, &len);
+        mr = body ? MHD_create_response_from_buffer(len, body, MHD_RESPMEM_MUST_FREE) : NULL;
+        if (!mr)
+            free(body);
+    }
+    ctx->phase = PH_QUEUED;
+    if (!mr) {
+        ctx->resp.status = 503;
+        return MHD_queue_response(conn, 503, ctx->srv->oom_response);
+    }
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                            r->content_type ? r->content_type : "application/json");
+    MHD_add_response_header(mr, "X-Request-Id", ctx->req.request_id);
+    MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    for (size_t i = 0; i < r->n_headers; i++)
+        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, mr);
+    MHD_destroy_response(mr);
+    return ok;
+}
+
+static void refuse(struct req_ctx *ctx, int status, const char *type, const char *msg)
+{
+    md_resp_error(&ctx->resp, status, type, msg, NULL);
+    ctx->decided = true;
+}
+
+/* ---- the request lifecycle -------------------------------------------------- */
+
+static bool declares_body(struct md_req *req, int64_t *content_length)
+{
+    *content_length = -1;
+    const char *cl = md_req_header(req, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    const char *te = md_req_header(req, MHD_HTTP_HEADER_TRANSFER_ENCODING);
+    if (cl) {
+        char *end;
+        long long n = strtoll(cl, &end, 10);
+        if (end != cl && *end == '\0' && n >= 0)
+            *content_length = n;
+    }
+    return (*content_length > 0) || (te && strcasestr(te, "chunked"));
+}
+
+static bool is_json_type(const char *ct)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen("application/json");
+    if (strncasecmp(ct, "application/json", n) != 0)
+        return false;
+    ct += n;
+    while (*ct == ' ')
+        ct++;
+    return *ct == '\0' || *ct == ';';
+}
+
+/* First call: everything that can be decided from the request line and headers. */
+static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
+{
+    struct md_http_server *s = ctx->srv;
+    struct md_req *req = &ctx->req;
+    req->path = url;
+    req->method = md_http_method_parse(method);
+    assign_request_id(req);
+    int64_t clen;
+    ctx->has_body = declares_body(req, &clen);
+
+    enum md_route_result rr = req->method
+                                  ? md_router_match(s->router, req->method, url, &req->match)
+                                  : MD_ROUTE_NOT_FOUND;
+    if (rr == MD_ROUTE_NOT_FOUND && req->method) {
+        refuse(ctx, 404, "not_found", "no such route");
+        return;
+    }
+    if (rr != MD_ROUTE_FOUND) {
+        char allow[96];
+        md_http_methods_text(req->match.allowed ? req->match.allowed : MD_M_GET, allow,
+                             sizeof(allow));
+        refuse(ctx, 405, "method_not_allowed", "method not allowed on this route");
+        md_resp_header(&ctx->resp, "Allow", allow);
+        return;
+    }
+    struct query_walk w = {req, false};
+    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_param, &w);
+    if (w.bad) {
+        refuse(ctx, 400, "validation_error",
+               "malformed query string (bad escape, invalid UTF-8 or too many parameters)");
+        return;
+    }
+    if (s->hooks.authorize) {
+        int st = s->hooks.authorize(s->hooks.ctx, req, &ctx->resp);
+        if (st != 0) {
+            ctx->decided = true;
+            return;
+        }
+    }
+    unsigned flags = req->match.route->flags;
+    ctx->wants_body = (flags & (MD_ROUTE_BODY | MD_ROUTE_BODY_OPTIONAL)) != 0;
+    if (ctx->has_body && ctx->wants_body &&
+        !is_json_type(md_req_header(req, MHD_HTTP_HEADER_CONTENT_TYPE))) {
+        refuse(ctx, 415, "unsupported_media_type",
+               "request body must be sent with Content-Type: application/json");
+        return;
+    }
+    if (clen > 0 && (uint64_t)clen > s->opt.max_body_bytes) {
+        refuse(ctx, 413, "payload_too_large", "request body exceeds API_MAX_REQUEST_SIZE");
+        return;
+    }
+}
+
+static void run_handler(struct req_ctx *ctx)
+{
+    struct md_req *req = &ctx->req;
+    unsigned flags = req->match.route->flags;
+    if (ctx->body.len > 0 && ctx->wants_body) {
+        struct md_error err;
+        md_error_clear(&err);
+        if (md_json_parse_object(ctx->body.data, ctx->body.len, &req->body, &err) != MD_OK) {
+            md_resp_from_error(&ctx->resp, &err);
+            return;
+        }
+    } else if ((flags & MD_ROUTE_BODY) && ctx->body.len == 0) {
+        md_resp_error(&ctx->resp, 400, "validation_error",
+                      "a JSON object body is required (Content-Type: application/json)", NULL);
+        return;
+    }
+    req->match.route->handler(req, &ctx->resp);
+    if (ctx->resp.status == 0) /* a handler that forgot to answer is a bug */
+        md_resp_error(&ctx->resp, 500, "internal_error", "internal error", NULL);
+}
+
+static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
+                                      const char *method, const char *version,
+                                      const char *upload_data, size_t *upload_data_size,
+                                      void **req_cls)
+{
+    (void)version;
+    struct md_http_server *s = cls;
+    struct req_ctx *ctx = *req_cls;
+    if (!ctx) {
+        ctx = calloc(1, sizeof(*ctx));
+        if (!ctx)
+            return MHD_queue_response(conn, 503, s->oom_response);
+        *req_cls = ctx;
+        atomic_fetch_add(&s->in_flight, 1);
+        ctx->srv = s;
+        ctx->req.app = s->app;
+        ctx->req.conn = conn;
+        ctx->req.header = mhd_header;
+        ctx->req.start_us = md_mono_us();
+        ctx->req.now_ms = md_now_ms();
+        md_buf_init(&ctx->body, s->opt.max_body_bytes);
+        md_buf_init(&ctx->resp.body, MD_RESP_MAX_BYTES);
+        on_headers(ctx, method, url);
+        ctx->phase = PH_BODY;
+        if (ctx->decided && ctx->has_body)
+            return queue(ctx, conn); /* refuse now; MHD closes instead of reading the body */
+        return MHD_YES;
+    }
+    if (ctx->phase == PH_QUEUED) {
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        size_t n = *upload_data_size;
+        *upload_data_size = 0;
+        if (ctx->decided || !ctx->wants_body)
+            return MHD_YES; /* discard: nobody reads this body */
+        enum md_status st = md_buf_append(&ctx->body, upload_data, n);
+        if (st == MD_E_LIMIT) {
+            refuse(ctx, 413, "payload_too_large", "request body exceeds API_MAX_REQUEST_SIZE");
+            return queue(ctx, conn);
+        }
+        if (st != MD_OK) {
+            refuse(ctx, 503, "storage_unavailable", "out of memory, try again");
+            return queue(ctx, conn);
+        }
+        return MHD_YES;
+    }
+    if (!ctx->decided)
+        run_handler(ctx);
+    return queue(ctx, conn);
+}
+
+static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
+                      enum MHD_RequestTerminationCode toe)
+{
+    (void)conn;
+    struct md_http_server *s = cls;
+    struct req_ctx *ctx = *req_cls;
+    if (!ctx)
+        return;
+    *req_cls = NULL;
+    int status = ctx->resp.status ? ctx->resp.status : 499; /* 499: client went away */
+    if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && ctx->phase != PH_QUEUED)
+        status = 499;
+    int64_t dur = md_mono_us() - ctx->req.start_us;
+    if (s->hooks.observe)
+        s->hooks.observe(s->hooks.ctx, &ctx->req, status, dur);
+    if (s->opt.access_log)
+        md_log_access(ctx->req.method ? md_http_method_name(ctx->req.method) : "?",
+                      ctx->req.path ? ctx->req.path : "?", status, dur, ctx->req.request_id);
+    json_decref(ctx->req.body);
+    free_query(&ctx->req);
+    md_buf_release(&ctx->body);
+    md_buf_release(&ctx->resp.body);
+    free(ctx);
+    atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/* Keep the URL and arguments exactly as sent: decoding is ours (see DESIGN). */
+static size_t identity_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap) MD_PRINTF(2, 0);
+
+static void mhd_logger(void *cls, const char *fmt, va_list ap)
+{
+    (void)cls;
+    char msg[512];
+    if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
+        return;
+    size_t n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    md_log_warn("http", "libmicrohttpd: %s", msg);
+}
+
+/* ---- start / stop ------------------------------------------------------------ */
+
+static bool resolve(const char *host, int port, struct sockaddr_storage *ss, socklen_t *len,
+                    struct md_error *err)
+{
+    struct addrinfo hints, *res = NULL;
+    memset(&hints, 0, sizeof(hints));
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char portstr[8];
+    snprintf(portstr, sizeof(portstr), "%d", port);
+    int rc = getaddrinfo(host, portstr, &hints, &res);
+    if (rc != 0 || !res) {
+        md_error_set(err, MD_E_INVAL, "cannot resolve API_HOST '%s': %s", host, gai_strerror(rc));
+        return false;
+    }
+    memcpy(ss, res->ai_addr, res->ai_addrlen);
+    *len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return true;
+}
+
+struct md_http_server *md_http_server_start(const struct md_http_options *opt,
+                                            const struct md_router *router,
+                                            const struct md_http_hooks *hooks, void *app,
+                                            struct md_error *err)
+{
+    struct md_http_server *s = calloc(1, sizeof(*s));
+    if (!s) {
+        md_error_set(err, MD_E_NOMEM, "out of memory starting the HTTP server");
+        return NULL;
+    }
+    s->router = router;
+    if (hooks)
+        s->hooks = *hooks;
+    s->app = app;
+    s->opt = *opt;
+    static const char oom_body[] =
+        "{\"status\":\"error\",\"error_type\":\"storage_unavailable\","
+        "\"message\":\"out of memory, try again\"}";
+    s->oom_response = MHD_create_response_from_buffer(sizeof(oom_body) - 1, (void *)(uintptr_t)oom_body,
+                                                      MHD_RESPMEM_PERSISTENT);
+    if (!s->oom_response) {
+        free(s);
+        md_error_set(err, MD_E_NOMEM, "out of memory starting the HTTP server");
+        return NULL;
+    }
+    MHD_add_response_header(s->oom_response, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(s->oom_response, "Retry-After", "1");
+
+    struct sockaddr_storage ss;
+    socklen_t sslen;
+    if (!resolve(opt->host, opt->port, &ss, &sslen, err))
+        goto fail;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+                     MHD_USE_ERROR_LOG;
+    if (ss.ss_family == AF_INET6)
+        flags |= MHD_USE_IPv6;
+    s->daemon = MHD_start_daemon(
+        flags, (uint16_t)opt->port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->workers,
+        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
+        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        completed, s, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+    if (!s->daemon) {
+        md_error_set(err, MD_E_IO, "cannot listen on '%s' port %d (in use, or not permitted)",
+                     opt->host, opt->port);
+        goto fail;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : opt->port;
+    return s;
+fail:
+    MHD_destroy_response(s->oom_response);
+    free(s);
+    return NULL;
+}
+
+int md_http_server_port(const struct md_http_server *s)
+{
+    return s->port;
+}
+
+int md_http_server_in_flight(const struct md_http_server *s)
+{
+    return atomic_load(&((struct md_http_server *)(uintptr_t)s)->in_flight);
+}
+
+void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
+{
+    if (!s)
+        return;
+    MHD_socket ls = MHD_quiesce_daemon(s->daemon);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
+    int64_t deadline = md_mono_ms() + grace_ms;
+    while (atomic_load(&s->in_flight) > 0 && md_mono_ms() < deadline)
+        md_sleep_ms(10);
+    int left = atomic_load(&s->in_flight);
+    if (left > 0)
+        md_log_warn("http", "closing with %d request(s) still in flight after %lld ms", left,
+                    (long long)grace_ms);
+    MHD_stop_daemon(s->daemon);
+    MHD_destroy_response(s->oom_response);
+    free(s);
+}

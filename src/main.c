@@ -1,0 +1,220 @@
+/*
+ * main.c — start-up order, the signal loop and the shutdown order.
+ *
+ * Start-up: configuration (a bad value stops here with a message naming it),
+ * logging, signal mask (every thread inherits it: signals are taken only by
+ * sigwait() below, as ordinary code), libcurl's global state (before any
+ * thread), the stores, the janitor, and last the HTTP server.
+ * Shutdown (SIGTERM/SIGINT): stop accepting and let in-flight requests
+ * finish (API_SHUTDOWN_TIMEOUT), then stop the background thread, close the
+ * stores and exit 0 — the reverse of start-up.
+ */
+#include "memoryd/compat.h"
+
+#include <curl/curl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h> /* environ */
+
+#include "memoryd/api.h"
+#include "memoryd/app.h"
+#include "memoryd/clock.h"
+#include "memoryd/config.h"
+#include "memoryd/http.h"
+#include "memoryd/janitor.h"
+#include "memoryd/log.h"
+#include "memoryd/router.h"
+#include "memoryd/sqlite_db.h"
+#include "memoryd/stm.h"
+
+
+#define EXIT_CONFIG 2 /* bad settings or arguments */
+#define EXIT_START 1  /* could not start (port in use, store unusable) */
+
+struct daemon {
+    struct md_config cfg;
+    struct md_app app;
+    struct md_router *router;
+    struct md_janitor *janitor;
+    struct md_http_server *http;
+};
+
+static int load_config(struct daemon *d, int argc, char **argv)
+{
+    struct md_error err;
+    md_error_clear(&err);
+    enum md_cfg_action action;
+    if (md_config_load(&d->cfg, argc, argv, environ, &action, &err) != MD_OK) {
+        fprintf(stderr, "memoryd: %s\n", err.msg);
+        return EXIT_CONFIG;
+    }
+    switch (action) {
+    case MD_CFG_HELP:
+        md_config_usage(stdout, argv[0]);
+        return 0;
+    case MD_CFG_VERSION:
+        printf("memoryd %s\n", MD_VERSION_STRING);
+        return 0;
+    case MD_CFG_CHECK: {
+        struct md_buf b;
+        md_buf_init(&b, 1 << 20);
+        int rc = md_config_dump(&d->cfg, &b) == MD_OK ? 0 : EXIT_START;
+        if (rc == 0)
+            printf("configuration is valid\n%s", b.data ? b.data : "");
+        md_buf_release(&b);
+        return rc;
+    }
+    case MD_CFG_RUN: return -1;
+    }
+    return -1;
+}
+
+static int open_stores(struct daemon *d)
+{
+    struct md_config *cfg = &d->cfg;
+    struct md_error err;
+    md_error_clear(&err);
+    if (cfg->stm_backend == MD_STM_EMBEDDED || cfg->ltm_backend == MD_LTM_EMBEDDED) {
+        struct md_sqlite_options so = {
+            .data_dir = cfg->data_dir,
+            .pool_size = (int)cfg->api_workers + 2,
+            .synchronous_full = cfg->embedded_synchronous == MD_SYNC_FULL,
+            .busy_timeout_ms = 5000,
+        };
+        d->app.sqlite = md_sqlite_open(&so, &err);
+        if (!d->app.sqlite) {
+            md_log_crit("main", "cannot open the embedded store in '%s': %s%s%s", cfg->data_dir,
+                        err.msg, err.detail[0] ? ": " : "", err.detail);
+            return EXIT_START;
+        }
+    }
+    if (cfg->stm_backend == MD_STM_REDIS)
+        d->app.stm = md_stm_redis_new(cfg, &err);
+    else
+        d->app.stm = md_stm_sqlite_new(d->app.sqlite, &err);
+    if (!d->app.stm) {
+        md_log_crit("main", "cannot set up the STM store: %s%s%s", err.msg,
+                    err.detail[0] ? ": " : "", err.detail);
+        return EXIT_START;
+    }
+    return 0;
+}
+
+static int start_serving(struct daemon *d)
+{
+    struct md_config *cfg = &d->cfg;
+    struct md_error err;
+    md_error_clear(&err);
+    size_t n_routes;
+    const struct md_route *routes = md_api_routes(&n_routes);
+    d->router = md_router_new(routes, n_routes, &err);
+    if (!d->router) {
+        md_log_crit("main", "cannot build the route table: %s", err.msg);
+        return EXIT_START;
+    }
+    d->janitor = md_janitor_start(&d->app, &err);
+    if (!d->janitor) {
+        md_log_crit("main", "%s", err.msg);
+        return EXIT_START;
+    }
+    struct md_http_options ho = {
+        .host = cfg->api_host,
+        .port = (int)cfg->api_port,
+        .workers = (int)cfg->api_workers,
+        .max_body_bytes = (size_t)cfg->api_max_request_size,
+        .max_connections = (int)cfg->api_max_connections,
+        .max_connections_per_ip = 0,
+        .connection_timeout_s = (int)cfg->api_connection_timeout,
+        .access_log = cfg->log_access,
+    };
+    struct md_http_hooks hooks = {
+        .ctx = &d->app, .authorize = md_api_authorize, .observe = md_api_observe};
+    d->http = md_http_server_start(&ho, d->router, &hooks, &d->app, &err);
+    if (!d->http) {
+        md_log_crit("main", "%s", err.msg);
+        return EXIT_START;
+    }
+    md_log_info("main", "memoryd %s listening on %s:%d (stm=%s, ltm=%s, workers=%lld)",
+                MD_VERSION_STRING, cfg->api_host, md_http_server_port(d->http),
+                d->app.stm->ops->backend, cfg->ltm_backend == MD_LTM_NEO4J ? "neo4j" : "embedded",
+                (long long)cfg->api_workers);
+    return 0;
+}
+
+static void shutdown_all(struct daemon *d)
+{
+    md_http_server_stop(d->http, d->cfg.api_shutdown_timeout * 1000);
+    d->http = NULL;
+    md_janitor_stop(d->janitor);
+    d->janitor = NULL;
+    md_stm_destroy(d->app.stm);
+    d->app.stm = NULL;
+    md_sqlite_close(d->app.sqlite);
+    d->app.sqlite = NULL;
+    md_router_free(d->router);
+    d->router = NULL;
+}
+
+/* Wait for SIGTERM/SIGINT; SIGHUP is acknowledged (settings need a restart). */
+static void wait_for_shutdown(const sigset_t *set)
+{
+    for (;;) {
+        int sig = 0;
+        if (sigwait(set, &sig) != 0)
+            continue;
+        if (sig == SIGHUP) {
+            md_log_warn("main", "SIGHUP ignored: settings are read at start-up; restart memoryd "
+                                "to apply changes");
+            continue;
+        }
+        md_log_info("main", "received %s, shutting down", sig == SIGTERM ? "SIGTERM" : "SIGINT");
+        return;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    struct daemon d;
+    memset(&d, 0, sizeof(d));
+    int rc = load_config(&d, argc, argv);
+    if (rc >= 0) {
+        md_config_release(&d.cfg);
+        return rc;
+    }
+    md_log_setup((enum md_log_level)d.cfg.log_level, (enum md_log_format)d.cfg.log_format, 2);
+    umask(027);
+
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        md_log_crit("main", "cannot initialise libcurl");
+        md_config_release(&d.cfg);
+        return EXIT_START;
+    }
+    d.app.cfg = &d.cfg;
+    d.app.started_ms = md_now_ms();
+    d.app.started_mono_ms = md_mono_ms();
+    if (d.cfg.neo4j_uri_mapped && d.cfg.ltm_backend == MD_LTM_NEO4J)
+        md_log_info("main", "NEO4J_URI '%s' is a Bolt URI; using Neo4j's HTTP API at %s",
+                    d.cfg.neo4j_uri, d.cfg.neo4j_http_base);
+
+    rc = open_stores(&d);
+    if (rc == 0)
+        rc = start_serving(&d);
+    if (rc == 0)
+        wait_for_shutdown(&set);
+    shutdown_all(&d);
+    curl_global_cleanup();
+    md_config_release(&d.cfg);
+    if (rc == 0)
+        md_log_info("main", "stopped");
+    return rc;
+}
