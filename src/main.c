@@ -26,6 +26,7 @@
 #include "memoryd/http.h"
 #include "memoryd/janitor.h"
 #include "memoryd/log.h"
+#include "memoryd/ltm.h"
 #include "memoryd/router.h"
 #include "memoryd/sqlite_db.h"
 #include "memoryd/stm.h"
@@ -100,6 +101,22 @@ static int open_stores(struct daemon *d)
                     err.detail[0] ? ": " : "", err.detail);
         return EXIT_START;
     }
+    if (cfg->ltm_backend == MD_LTM_NEO4J)
+        d->app.ltm = md_ltm_neo4j_new(cfg, &err);
+    else
+        d->app.ltm = md_ltm_sqlite_new(d->app.sqlite, &err);
+    if (!d->app.ltm) {
+        md_log_crit("main", "cannot set up the LTM store: %s%s%s", err.msg,
+                    err.detail[0] ? ": " : "", err.detail);
+        return EXIT_START;
+    }
+    /* One attempt now; if the store is not up yet the janitor keeps trying
+     * and /ready answers 503 until the schema is in place. */
+    if (d->app.ltm->ops->ensure_schema(d->app.ltm, &err) == MD_OK)
+        atomic_store(&d->app.ltm_schema_ready, true);
+    else
+        md_log_warn("main", "LTM schema not in place yet (%s%s%s); retrying in the background",
+                    err.msg, err.detail[0] ? ": " : "", err.detail);
     return 0;
 }
 
@@ -139,7 +156,7 @@ static int start_serving(struct daemon *d)
     }
     md_log_info("main", "memoryd %s listening on %s:%d (stm=%s, ltm=%s, workers=%lld)",
                 MD_VERSION_STRING, cfg->api_host, md_http_server_port(d->http),
-                d->app.stm->ops->backend, cfg->ltm_backend == MD_LTM_NEO4J ? "neo4j" : "embedded",
+                d->app.stm->ops->backend, d->app.ltm->ops->backend,
                 (long long)cfg->api_workers);
     return 0;
 }
@@ -150,6 +167,8 @@ static void shutdown_all(struct daemon *d)
     d->http = NULL;
     md_janitor_stop(d->janitor);
     d->janitor = NULL;
+    md_ltm_destroy(d->app.ltm);
+    d->app.ltm = NULL;
     md_stm_destroy(d->app.stm);
     d->app.stm = NULL;
     md_sqlite_close(d->app.sqlite);

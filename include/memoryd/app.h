@@ -15,11 +15,14 @@
 
 struct md_config;
 struct md_stm;
+struct md_ltm;
 struct md_sqlite;
 
 struct md_app {
     const struct md_config *cfg; /* borrowed, immutable */
     struct md_stm *stm;          /* STM store (owned by main) */
+    struct md_ltm *ltm;          /* LTM store (owned by main) */
+    atomic_bool ltm_schema_ready; /* set once the LTM schema is in place (janitor) */
     struct md_sqlite *sqlite;    /* embedded database, or NULL when unused */
     int64_t started_ms;          /* wall clock at start-up */
     int64_t started_mono_ms;     /* monotonic clock at start-up */

@@ -141,6 +141,12 @@ struct md_stm_ops {
                              struct md_stm_view *out, struct md_error *err);
     enum md_status (*get)(void *self, const char *id, int64_t now_ms, struct md_stm_view *out,
                           struct md_error *err);
+    /*
+     * Read n entries in one round trip: out[i] is filled for a live entry and
+     * left zeroed (json == NULL) for a missing one. links are not filled.
+     */
+    enum md_status (*get_many)(void *self, const char *const *ids, size_t n, int64_t now_ms,
+                               struct md_stm_view *out, struct md_error *err);
     enum md_status (*list)(void *self, const struct md_stm_filter *f, size_t limit,
                            uint64_t after_seq, int64_t now_ms, struct md_stm_page *out,
                            struct md_error *err);
@@ -156,6 +162,9 @@ struct md_stm_ops {
                             struct md_error *err);
     enum md_status (*link_add)(void *self, const char *id, const char *rule_id, int64_t now_ms,
                                struct md_error *err);
+    /* Add rule_id to the link sets of those of ids[0..n) that are live (one round trip). */
+    enum md_status (*links_add)(void *self, const char *rule_id, const char *const *ids,
+                                size_t n, int64_t now_ms, struct md_error *err);
     enum md_status (*links_remove)(void *self, const char *rule_id,
                                    const char *const *scenario_ids, size_t n,
                                    struct md_error *err);

@@ -15,6 +15,7 @@
 #include "memoryd/clock.h"
 #include "memoryd/janitor.h"
 #include "memoryd/log.h"
+#include "memoryd/ltm.h"
 #include "memoryd/stm.h"
 
 #define SWEEP_EVERY_MS 10000
@@ -27,11 +28,31 @@ struct md_janitor {
     bool stop;
 };
 
+/* Retry the LTM schema bootstrap with backoff (1 s doubling to 30 s). */
+static void ensure_schema(struct md_janitor *j, int64_t *next_try, int64_t *backoff)
+{
+    struct md_app *app = j->app;
+    if (atomic_load(&app->ltm_schema_ready) || md_mono_ms() < *next_try)
+        return;
+    struct md_error err;
+    md_error_clear(&err);
+    if (app->ltm->ops->ensure_schema(app->ltm, &err) == MD_OK) {
+        atomic_store(&app->ltm_schema_ready, true);
+        md_log_info("janitor", "LTM schema is in place");
+        return;
+    }
+    md_log_warn("janitor", "LTM schema bootstrap failed, retrying in %lld ms: %s%s%s",
+                (long long)*backoff, err.msg, err.detail[0] ? ": " : "", err.detail);
+    *next_try = md_mono_ms() + *backoff;
+    *backoff = *backoff * 2 > 30000 ? 30000 : *backoff * 2;
+}
+
 static void *run(void *arg)
 {
     struct md_janitor *j = arg;
     pthread_setname_np(pthread_self(), "md-janitor");
     int64_t next_sweep = md_mono_ms() + SWEEP_EVERY_MS;
+    int64_t next_schema_try = 0, schema_backoff = 1000;
     pthread_mutex_lock(&j->lock);
     while (!j->stop) {
         struct timespec until;
@@ -41,6 +62,7 @@ static void *run(void *arg)
         if (j->stop)
             break;
         pthread_mutex_unlock(&j->lock);
+        ensure_schema(j, &next_schema_try, &schema_backoff);
         if (md_mono_ms() >= next_sweep) {
             j->app->stm->ops->sweep(j->app->stm, md_now_ms());
             next_sweep = md_mono_ms() + SWEEP_EVERY_MS;
