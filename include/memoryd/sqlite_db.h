@@ -52,19 +52,28 @@ sqlite3 *md_sqlite_handle(struct md_sqlite_conn *c);
  * Prepared statement for sql on this connection, compiled on first use and
  * cached; `sql` must be a string literal or otherwise outlive the database
  * (the pointer is the cache key). The statement is reset and its bindings
- * cleared. NULL + err on failure.
+ * cleared. Do not finalize it. The cache holds 128 statements per
+ * connection; beyond that a statement is kept only until checkin (slower,
+ * still correct). NULL + err on failure.
  */
 sqlite3_stmt *md_sqlite_prepare(struct md_sqlite_conn *c, const char *sql, struct md_error *err);
 
-/* BEGIN IMMEDIATE / COMMIT / ROLLBACK on a lease. */
+/*
+ * BEGIN IMMEDIATE / COMMIT / ROLLBACK on a lease. md_sqlite_begin() first
+ * takes the database's in-process write lock (waiting up to the busy timeout,
+ * then MD_E_UNAVAIL), so writers of this process queue on a mutex instead of
+ * polling SQLite's file lock; commit and rollback release it (a failed commit
+ * rolls back). Do not begin on a second lease while holding one open.
+ */
 MD_MUSTCHECK enum md_status md_sqlite_begin(struct md_sqlite_conn *c, struct md_error *err);
 MD_MUSTCHECK enum md_status md_sqlite_commit(struct md_sqlite_conn *c, struct md_error *err);
 void md_sqlite_rollback(struct md_sqlite_conn *c);
 
 /*
  * Map an SQLite result code to a status and fill err: BUSY/LOCKED ->
- * MD_E_UNAVAIL, NOMEM -> MD_E_NOMEM, FULL/IOERR/CANTOPEN -> MD_E_IO,
- * CONSTRAINT -> MD_E_CONFLICT, anything else -> MD_E_INTERNAL. The SQLite
+ * MD_E_UNAVAIL, NOMEM -> MD_E_NOMEM, FULL/IOERR/CANTOPEN (and READONLY,
+ * CORRUPT, NOTADB, PERM) -> MD_E_IO, CONSTRAINT -> MD_E_CONFLICT, anything
+ * else -> MD_E_INTERNAL. `c` may be NULL. The SQLite
  * message goes to err->detail only. `what` names the operation.
  */
 enum md_status md_sqlite_error(struct md_sqlite_conn *c, int rc, const char *what,
@@ -72,6 +81,9 @@ enum md_status md_sqlite_error(struct md_sqlite_conn *c, int rc, const char *wha
 
 /* Pool figures for metrics. */
 void md_sqlite_pool_stats(struct md_sqlite *db, int *size, int *in_use, uint64_t *waits);
+
+/* Checkouts that gave up (MD_E_UNAVAIL), since open. */
+uint64_t md_sqlite_pool_timeouts(struct md_sqlite *db);
 
 /* PRAGMA quick_check on a fresh lease: MD_OK when the file is intact. */
 MD_MUSTCHECK enum md_status md_sqlite_check(struct md_sqlite *db, struct md_error *err);
