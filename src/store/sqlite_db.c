@@ -82,7 +82,68 @@ static const char *const migrations[] = {
     "  PRIMARY KEY (scenario_id, rule_id)"
     ") WITHOUT ROWID;"
     "CREATE INDEX stm_links_rule ON stm_links (rule_id);",
-    /* version 2: long-term memory (appended by the LTM module) */
+    /* version 2: long-term memory (src/ltm/ltm_sqlite.c; design notes there) */
+    "CREATE TABLE ltm_policies ("
+    "  name TEXT PRIMARY KEY"                  /* rule id part before the first '_' */
+    ") WITHOUT ROWID;"
+    "CREATE TABLE ltm_rules ("
+    "  id INTEGER PRIMARY KEY,"                /* rowid: key of the FTS rows and the links */
+    "  rule_id TEXT NOT NULL UNIQUE,"
+    "  policy TEXT NOT NULL REFERENCES ltm_policies (name),"
+    "  rule_text TEXT NOT NULL,"
+    "  concept_names TEXT NOT NULL,"           /* the rule's spellings, newline-joined */
+    "  confidence REAL NOT NULL CHECK (confidence >= 0 AND confidence <= 1),"
+    "  version INTEGER NOT NULL CHECK (version >= 1),"
+    "  created_ms INTEGER NOT NULL,"           /* epoch ms */
+    "  updated_ms INTEGER NOT NULL"
+    ");"
+    /* listing order (confidence, updated_at desc, rule_id) overall and per policy */
+    "CREATE INDEX ltm_rules_rank ON ltm_rules (confidence DESC, updated_ms DESC, rule_id);"
+    "CREATE INDEX ltm_rules_policy"
+    "  ON ltm_rules (policy, confidence DESC, updated_ms DESC, rule_id);"
+    "CREATE TABLE ltm_concepts ("
+    "  key TEXT PRIMARY KEY,"                  /* fold key (md_concept_key) */
+    "  name TEXT NOT NULL"                     /* the spelling it was first created with */
+    ") WITHOUT ROWID;"
+    "CREATE TABLE ltm_rule_concepts ("
+    "  rule INTEGER NOT NULL REFERENCES ltm_rules (id) ON DELETE CASCADE,"
+    "  key TEXT NOT NULL REFERENCES ltm_concepts (key),"
+    "  name TEXT NOT NULL,"                    /* this rule's spelling */
+    "  pos INTEGER NOT NULL,"                  /* this rule's order, from 0 */
+    "  PRIMARY KEY (rule, key)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX ltm_rule_concepts_key ON ltm_rule_concepts (key, rule);"
+    "CREATE TABLE ltm_scenarios ("
+    "  scenario_id TEXT PRIMARY KEY,"
+    "  snapshot_json TEXT,"                    /* canonical STM entry JSON, or NULL */
+    "  snapshot_sha256 TEXT,"
+    "  snapshot_ms INTEGER,"
+    "  has_feedback INTEGER NOT NULL DEFAULT 0 CHECK (has_feedback IN (0, 1)),"
+    "  final_status TEXT"                      /* canonical name or NULL */
+    ");"
+    "CREATE INDEX ltm_scenarios_unsnapshotted ON ltm_scenarios (scenario_id)"
+    "  WHERE snapshot_json IS NULL;"
+    "CREATE TABLE ltm_rule_sources ("
+    "  rule INTEGER NOT NULL REFERENCES ltm_rules (id) ON DELETE CASCADE,"
+    "  scenario_id TEXT NOT NULL REFERENCES ltm_scenarios (scenario_id),"
+    "  PRIMARY KEY (rule, scenario_id)"
+    ") WITHOUT ROWID;"
+    "CREATE INDEX ltm_rule_sources_scenario ON ltm_rule_sources (scenario_id, rule);"
+    "CREATE TABLE ltm_rule_versions ("        /* one row per previous state of a rule */
+    "  rule INTEGER NOT NULL REFERENCES ltm_rules (id) ON DELETE CASCADE,"
+    "  version INTEGER NOT NULL,"
+    "  rule_text TEXT NOT NULL,"
+    "  confidence REAL NOT NULL,"
+    "  concepts_json TEXT NOT NULL,"           /* JSON array of the rule's names, in order */
+    "  sources_json TEXT NOT NULL,"            /* JSON array of scenario ids, sorted */
+    "  recorded_ms INTEGER NOT NULL,"          /* when that state was written (its updated_ms) */
+    "  PRIMARY KEY (rule, version)"
+    ");"
+    /* full text over rule text and concept names; rows written by ltm_sqlite.c in the
+     * same transactions (FTS5 is not usable from triggers with trusted_schema=OFF) */
+    "CREATE VIRTUAL TABLE ltm_rules_fts USING fts5("
+    "  rule_text, concept_names, content='ltm_rules', content_rowid='id',"
+    "  tokenize='unicode61 remove_diacritics 2');",
 };
 
 struct stmt_slot {
