@@ -320,6 +320,17 @@ class Daemon:
     def delete(self, path, **kw):
         return self.request("DELETE", path, **kw)
 
+    def signal_stop(self):
+        """Send SIGTERM and return at once (tests of in-flight requests); finish with
+        wait_stopped(), which makes the same checks as stop()."""
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+        self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, expect_code=0, timeout=30):
+        self._wait_exit(expect_code, timeout)
+
     def stop(self, expect_code=0, timeout=30):
         """SIGTERM; the daemon must exit with expect_code and a clean log."""
         if self.conn:
@@ -328,10 +339,15 @@ class Daemon:
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGTERM)
+        self._wait_exit(expect_code, timeout)
+
+    def _wait_exit(self, expect_code, timeout):
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
+            self.proc.wait(10)
+            self.log.close()
             raise AssertionError("memoryd did not exit within %ss of SIGTERM" % timeout)
         self.log.close()
         self.exit_codes.append(code)
