@@ -25,6 +25,8 @@
 
 /* ---- input helpers ---------------------------------------------------------- */
 
+static const char *const no_query[] = {NULL};
+
 /* The {id} capture as a scenario id; false after answering 400. */
 static bool path_scenario_id(struct md_req *req, struct md_resp *resp, const char **out)
 {
@@ -182,6 +184,8 @@ void api_stm_create(struct md_req *req, struct md_resp *resp)
     struct md_stm_new in;
     struct md_error err;
     md_error_clear(&err);
+    if (!api_query_only(req, resp, no_query))
+        return;
     if (parse_create(req, &in, &err) != MD_OK) {
         md_resp_from_error(resp, &err);
         return;
@@ -416,7 +420,7 @@ void api_stm_patch(struct md_req *req, struct md_resp *resp)
 {
     struct md_app *app = api_app(req);
     const char *id;
-    if (!path_scenario_id(req, resp, &id))
+    if (!api_query_only(req, resp, no_query) || !path_scenario_id(req, resp, &id))
         return;
     struct md_stm_patch p;
     struct md_error err;
@@ -472,7 +476,7 @@ void api_stm_feedback(struct md_req *req, struct md_resp *resp)
                                           NULL};
     struct md_app *app = api_app(req);
     const char *id;
-    if (!path_scenario_id(req, resp, &id))
+    if (!api_query_only(req, resp, no_query) || !path_scenario_id(req, resp, &id))
         return;
     struct md_stm_feedback fb;
     memset(&fb, 0, sizeof(fb));
@@ -510,7 +514,7 @@ void api_stm_ttl(struct md_req *req, struct md_resp *resp)
     static const char *const allowed[] = {"ttl_seconds", NULL};
     struct md_app *app = api_app(req);
     const char *id;
-    if (!path_scenario_id(req, resp, &id))
+    if (!api_query_only(req, resp, no_query) || !path_scenario_id(req, resp, &id))
         return;
     int64_t ttl = 0;
     struct md_error err;
@@ -541,7 +545,7 @@ void api_stm_delete(struct md_req *req, struct md_resp *resp)
 {
     struct md_app *app = api_app(req);
     const char *id;
-    if (!path_scenario_id(req, resp, &id))
+    if (!api_query_only(req, resp, no_query) || !path_scenario_id(req, resp, &id))
         return;
     struct md_error err;
     md_error_clear(&err);

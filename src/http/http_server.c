@@ -11,7 +11,9 @@
  * response queued before it has seen the whole request). The one exception
  * is a refusal of a request that carries a body (413, 415, 401 …): that
  * response goes out at once and MHD closes the connection instead of
- * reading a body nobody wants.
+ * reading a body nobody wants. A body that only overflows while arriving
+ * (chunked) cannot be answered mid-upload (MHD refuses to queue then): the
+ * rest is drained unbuffered and the 413 goes out on the final call.
  *
  * The URL is matched raw: an identity unescape callback stops MHD from
  * percent-decoding, so "%2F" inside an id cannot change the route; the
@@ -252,10 +254,9 @@ static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
     int64_t clen;
     ctx->has_body = declares_body(req, &clen);
 
-    enum md_route_result rr = req->method
-                                  ? md_router_match(s->router, req->method, url, &req->match)
-                                  : MD_ROUTE_NOT_FOUND;
-    if (rr == MD_ROUTE_NOT_FOUND && req->method) {
+    /* An unknown method (0) matches no route: a known path answers 405 with its methods. */
+    enum md_route_result rr = md_router_match(s->router, req->method, url, &req->match);
+    if (rr == MD_ROUTE_NOT_FOUND) {
         refuse(ctx, 404, "not_found", "no such route");
         return;
     }
@@ -353,14 +354,16 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         *upload_data_size = 0;
         if (ctx->decided || !ctx->wants_body)
             return MHD_YES; /* discard: nobody reads this body */
+        /* MHD cannot queue a response while a body is still arriving (chunked
+         * bodies only overflow here): decide now, drain the rest unbuffered,
+         * answer on the final call. */
         enum md_status st = md_buf_append(&ctx->body, upload_data, n);
         if (st == MD_E_LIMIT) {
             refuse(ctx, 413, "payload_too_large", "request body exceeds API_MAX_REQUEST_SIZE");
-            return queue(ctx, conn);
-        }
-        if (st != MD_OK) {
+            md_buf_release(&ctx->body);
+        } else if (st != MD_OK) {
             refuse(ctx, 503, "storage_unavailable", "out of memory, try again");
-            return queue(ctx, conn);
+            md_buf_release(&ctx->body);
         }
         return MHD_YES;
     }
@@ -472,19 +475,27 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     socklen_t sslen;
     if (!resolve(opt->host, opt->port, &ss, &sslen, err))
         goto fail;
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_USE_ITC |
+    /*
+     * poll(), not epoll: libmicrohttpd 0.9.75 can abort in a worker thread
+     * ("Failed to remove listen FD from epoll set") when the daemon is
+     * quiesced at shutdown with an epoll thread pool. Each worker serves few
+     * connections, where poll costs the same.
+     */
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
                      MHD_USE_ERROR_LOG;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
-        flags, (uint16_t)opt->port, NULL, NULL, access_handler, s, MHD_OPTION_SOCK_ADDR,
+        flags, (uint16_t)opt->port, NULL, NULL, access_handler, s,
+        /* the logger goes first so that MHD reports option errors through it */
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
         (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->workers,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
         completed, s, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE,
+        MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!s->daemon) {
         md_error_set(err, MD_E_IO, "cannot listen on '%s' port %d (in use, or not permitted)",
@@ -514,9 +525,16 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
 {
     if (!s)
         return;
+    /*
+     * MHD's worker threads may still use the quiesced listen socket (they
+     * take it out of their epoll sets on their next loop), and MHD's manual
+     * says not to close it before MHD_stop_daemon(). shutdown() stops
+     * listening at once (new connections are refused) while the fd stays
+     * valid; it is closed after MHD_stop_daemon().
+     */
     MHD_socket ls = MHD_quiesce_daemon(s->daemon);
     if (ls != MHD_INVALID_SOCKET)
-        close(ls);
+        shutdown(ls, SHUT_RDWR);
     int64_t deadline = md_mono_ms() + grace_ms;
     while (atomic_load(&s->in_flight) > 0 && md_mono_ms() < deadline)
         md_sleep_ms(10);
@@ -525,6 +543,8 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
         md_log_warn("http", "closing with %d request(s) still in flight after %lld ms", left,
                     (long long)grace_ms);
     MHD_stop_daemon(s->daemon);
+    if (ls != MHD_INVALID_SOCKET)
+        close(ls);
     MHD_destroy_response(s->oom_response);
     free(s);
 }
