@@ -24,18 +24,35 @@ want() { [[ " $STAGES " == *" $1 "* ]]; }
 
 log "installing dependencies"
 scripts/install-deps.sh --dev
+log "fetching Neo4j (Maven Central; cached after the first run)"
+tests/neo4j/server.sh fetch >/dev/null
 
 build() { # build <dir> <cmake args...>
     local dir=$1; shift
+    local out
     cmake -S . -B "$dir" -DMD_WERROR=ON "$@" >/dev/null
-    cmake --build "$dir" -j"$JOBS" 2>&1 | grep -E "error|warning" && return 1 || true
-    cmake --build "$dir" -j"$JOBS" >/dev/null
+    if ! out=$(cmake --build "$dir" -j"$JOBS" 2>&1); then
+        printf '%s\n' "$out" | grep -E -B2 -A6 "error|warning" | head -80 >&2
+        return 1
+    fi
 }
 
 cleanup() {
     tests/neo4j/server.sh stop >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
+
+# A real Neo4j 5 for everything that talks to one (store tests, API suites,
+# benchmarks). Its credentials and URI are exported for the test programs.
+start_neo4j() {
+    local out
+    out=$(tests/neo4j/server.sh start)
+    NEO4J_USERNAME=$(sed -n 's/^NEO4J_USERNAME=//p' <<<"$out")
+    NEO4J_PASSWORD=$(sed -n 's/^NEO4J_PASSWORD=//p' <<<"$out")
+    NEO4J_URI=$(tail -n1 <<<"$out")
+    export NEO4J_USERNAME NEO4J_PASSWORD NEO4J_URI
+    echo "neo4j: $NEO4J_URI" >&2
+}
 
 pytest_run() { # pytest_run <memoryd binary> <extra pytest args...>
     local bin=$1; shift
@@ -45,6 +62,11 @@ pytest_run() { # pytest_run <memoryd binary> <extra pytest args...>
 if want unit || want integration; then
     log "building (Debug)"
     build build -DCMAKE_BUILD_TYPE=Debug
+fi
+
+if want unit || want integration || want asan; then
+    log "starting Neo4j"
+    start_neo4j
 fi
 
 if want unit; then

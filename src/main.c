@@ -12,24 +12,35 @@
 #include "memoryd/compat.h"
 
 #include <curl/curl.h>
+#include <fcntl.h>
+#include <hiredis/hiredis.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h> /* environ */
 
+#include "memoryd/alerts.h"
 #include "memoryd/api.h"
 #include "memoryd/app.h"
+#include "memoryd/cache.h"
+#include "memoryd/cache_sync.h"
 #include "memoryd/clock.h"
 #include "memoryd/config.h"
+#include "memoryd/cursor.h"
+#include "memoryd/health.h"
 #include "memoryd/http.h"
 #include "memoryd/janitor.h"
 #include "memoryd/log.h"
 #include "memoryd/ltm.h"
+#include "memoryd/metrics.h"
+#include "memoryd/ratelimit.h"
 #include "memoryd/router.h"
 #include "memoryd/sqlite_db.h"
 #include "memoryd/stm.h"
+#include "memoryd/text.h"
 
 
 #define EXIT_CONFIG 2 /* bad settings or arguments */
@@ -110,6 +121,25 @@ static int open_stores(struct daemon *d)
                     err.detail[0] ? ": " : "", err.detail);
         return EXIT_START;
     }
+    /* Every store call is timed and counted from here on. */
+    size_t n_routes;
+    const struct md_route *routes = md_api_routes(&n_routes);
+    d->app.metrics = md_metrics_new(routes, n_routes, &err);
+    if (!d->app.metrics) {
+        md_log_crit("main", "cannot set up metrics: %s", err.msg);
+        return EXIT_START;
+    }
+    struct md_stm *stm = md_metrics_wrap_stm(d->app.metrics, d->app.stm, &err);
+    struct md_ltm *ltm = stm ? md_metrics_wrap_ltm(d->app.metrics, d->app.ltm, &err) : NULL;
+    if (!stm || !ltm) {
+        if (stm)
+            d->app.stm = stm;
+        md_log_crit("main", "cannot set up metrics: %s", err.msg);
+        return EXIT_START;
+    }
+    d->app.stm = stm;
+    d->app.ltm_inner = d->app.ltm;
+    d->app.ltm = ltm;
     /* One attempt now; if the store is not up yet the janitor keeps trying
      * and /ready answers 503 until the schema is in place. */
     if (d->app.ltm->ops->ensure_schema(d->app.ltm, &err) == MD_OK)
@@ -117,6 +147,51 @@ static int open_stores(struct daemon *d)
     else
         md_log_warn("main", "LTM schema not in place yet (%s%s%s); retrying in the background",
                     err.msg, err.detail[0] ? ": " : "", err.detail);
+    return 0;
+}
+
+/* The cache, peer invalidation, alerts, health probes and the limiter. */
+static int start_services(struct daemon *d)
+{
+    struct md_config *cfg = &d->cfg;
+    struct md_error err;
+    md_error_clear(&err);
+    struct md_cache_options co = {
+        .max_entries = (size_t)cfg->cache_max_entries,
+        .max_bytes = (size_t)cfg->cache_max_bytes,
+        .ttl_ms = cfg->cache_ttl_seconds * 1000,
+    };
+    d->app.cache = md_cache_new(&co, &err);
+    if (!d->app.cache) {
+        md_log_crit("main", "cannot set up the cache: %s", err.msg);
+        return EXIT_START;
+    }
+    if (cfg->stm_backend == MD_STM_REDIS && cfg->cache_max_entries > 0) {
+        d->app.cache_sync = md_cache_sync_start(d->app.cache, cfg, &err);
+        if (!d->app.cache_sync) {
+            md_log_crit("main", "cannot start cache invalidation sharing: %s", err.msg);
+            return EXIT_START;
+        }
+    }
+    struct md_alerts_options ao;
+    md_alerts_options_from_config(cfg, &ao);
+    ao.value_fn = md_metrics_alert_value;
+    ao.value_ctx = d->app.metrics;
+    d->app.alerts = md_alerts_new(&ao, &err);
+    if (!d->app.alerts || md_alerts_start(d->app.alerts, &err) != MD_OK) {
+        md_log_crit("main", "cannot start alerts: %s", err.msg);
+        return EXIT_START;
+    }
+    d->app.health = md_health_start(&d->app, cfg->health_probe_interval, &err);
+    if (!d->app.health) {
+        md_log_crit("main", "cannot start the health probes: %s", err.msg);
+        return EXIT_START;
+    }
+    d->app.ratelimit = md_ratelimit_new(cfg->rate_limit_rps, cfg->rate_limit_burst);
+    if (cfg->rate_limit_rps > 0 && !d->app.ratelimit) {
+        md_log_crit("main", "out of memory setting up the rate limiter");
+        return EXIT_START;
+    }
     return 0;
 }
 
@@ -143,7 +218,7 @@ static int start_serving(struct daemon *d)
         .workers = (int)cfg->api_workers,
         .max_body_bytes = (size_t)cfg->api_max_request_size,
         .max_connections = (int)cfg->api_max_connections,
-        .max_connections_per_ip = 0,
+        .max_connections_per_ip = (int)cfg->api_max_connections_per_ip,
         .connection_timeout_s = (int)cfg->api_connection_timeout,
         .access_log = cfg->log_access,
     };
@@ -167,14 +242,127 @@ static void shutdown_all(struct daemon *d)
     d->http = NULL;
     md_janitor_stop(d->janitor);
     d->janitor = NULL;
+    md_health_stop(d->app.health);
+    d->app.health = NULL;
+    md_alerts_free(d->app.alerts);
+    d->app.alerts = NULL;
+    md_cache_sync_stop(d->app.cache_sync);
+    d->app.cache_sync = NULL;
+    md_ratelimit_free(d->app.ratelimit);
+    d->app.ratelimit = NULL;
     md_ltm_destroy(d->app.ltm);
     d->app.ltm = NULL;
     md_stm_destroy(d->app.stm);
     d->app.stm = NULL;
     md_sqlite_close(d->app.sqlite);
     d->app.sqlite = NULL;
+    md_cache_free(d->app.cache);
+    d->app.cache = NULL;
+    md_metrics_free(d->app.metrics);
+    d->app.metrics = NULL;
     md_router_free(d->router);
     d->router = NULL;
+}
+
+/*
+ * Cursors are signed with CURSOR_SECRET. Without one, memoryd keeps a random
+ * key in the STM store itself — a file in DATA_DIR for the embedded store,
+ * the key memoryd:cursor_secret (SET NX) in Redis — so that cursors survive
+ * restarts and work across every instance sharing the store. Only if that
+ * fails does it fall back to a key of its own (logged).
+ */
+static void random_hex(char out[65])
+{
+    unsigned char raw[32];
+    if (getrandom(raw, sizeof(raw), 0) != (ssize_t)sizeof(raw))
+        md_random_bytes(raw, sizeof(raw));
+    for (size_t i = 0; i < sizeof(raw); i++)
+        snprintf(out + 2 * i, 3, "%02x", raw[i]);
+}
+
+static bool secret_from_file(const struct md_config *cfg, char key[65])
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/cursor_secret", cfg->data_dir);
+    char fresh[65];
+    random_hex(fresh);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        bool ok = write(fd, fresh, 64) == 64 && fsync(fd) == 0;
+        close(fd);
+        if (!ok)
+            return false;
+    }
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(key, 1, 64, f);
+    fclose(f);
+    key[n] = '\0';
+    return n == 64;
+}
+
+static bool secret_from_redis(const struct md_config *cfg, char key[65])
+{
+    struct timeval tv = {(time_t)cfg->redis_socket_connect_timeout, 0};
+    if (tv.tv_sec < 1)
+        tv.tv_sec = 1;
+    redisContext *c = redisConnectWithTimeout(cfg->redis_host, (int)cfg->redis_port, tv);
+    bool ok = c && !c->err;
+    redisReply *r = NULL;
+    if (ok) {
+        redisSetTimeout(c, tv);
+        if (cfg->redis_password[0]) {
+            r = cfg->redis_username[0]
+                    ? redisCommand(c, "AUTH %s %s", cfg->redis_username, cfg->redis_password)
+                    : redisCommand(c, "AUTH %s", cfg->redis_password);
+            ok = r && r->type != REDIS_REPLY_ERROR;
+            if (r)
+                freeReplyObject(r);
+        }
+    }
+    if (ok) {
+        r = redisCommand(c, "SELECT %lld", (long long)cfg->redis_db);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+    }
+    char fresh[65];
+    random_hex(fresh);
+    if (ok) {
+        r = redisCommand(c, "SET memoryd:cursor_secret %s NX", fresh);
+        ok = r && r->type != REDIS_REPLY_ERROR;
+        if (r)
+            freeReplyObject(r);
+    }
+    if (ok) {
+        r = redisCommand(c, "GET memoryd:cursor_secret");
+        ok = r && r->type == REDIS_REPLY_STRING && r->len == 64;
+        if (ok)
+            memcpy(key, r->str, 65);
+        if (r)
+            freeReplyObject(r);
+    }
+    if (c)
+        redisFree(c);
+    return ok;
+}
+
+static void set_cursor_secret(const struct md_config *cfg)
+{
+    if (cfg->cursor_secret[0]) {
+        md_cursor_set_secret(cfg->cursor_secret);
+        return;
+    }
+    char key[65];
+    bool shared = cfg->stm_backend == MD_STM_REDIS ? secret_from_redis(cfg, key)
+                                                   : secret_from_file(cfg, key);
+    if (!shared) {
+        random_hex(key);
+        md_log_warn("main", "cannot keep the cursor key in the STM store; using a key of this "
+                            "process (set CURSOR_SECRET so that cursors survive restarts)");
+    }
+    md_cursor_set_secret(key);
 }
 
 /* Wait for SIGTERM/SIGINT; SIGHUP is acknowledged (settings need a restart). */
@@ -226,6 +414,10 @@ int main(int argc, char **argv)
                     d.cfg.neo4j_uri, d.cfg.neo4j_http_base);
 
     rc = open_stores(&d);
+    if (rc == 0)
+        set_cursor_secret(&d.cfg);
+    if (rc == 0)
+        rc = start_services(&d);
     if (rc == 0)
         rc = start_serving(&d);
     if (rc == 0)

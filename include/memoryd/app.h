@@ -13,19 +13,32 @@
 
 #include "memoryd/compat.h"
 
+struct md_alerts;
+struct md_cache;
+struct md_cache_sync;
 struct md_config;
-struct md_stm;
+struct md_health;
 struct md_ltm;
+struct md_metrics;
+struct md_ratelimit;
 struct md_sqlite;
+struct md_stm;
 
 struct md_app {
-    const struct md_config *cfg; /* borrowed, immutable */
-    struct md_stm *stm;          /* STM store (owned by main) */
-    struct md_ltm *ltm;          /* LTM store (owned by main) */
-    atomic_bool ltm_schema_ready; /* set once the LTM schema is in place (janitor) */
-    struct md_sqlite *sqlite;    /* embedded database, or NULL when unused */
-    int64_t started_ms;          /* wall clock at start-up */
-    int64_t started_mono_ms;     /* monotonic clock at start-up */
+    const struct md_config *cfg;      /* borrowed, immutable */
+    struct md_stm *stm;               /* STM store, instrumented (owned by main) */
+    struct md_ltm *ltm;               /* LTM store, instrumented (owned by main) */
+    struct md_ltm *ltm_inner;         /* the backend under the instrumentation */
+    struct md_sqlite *sqlite;         /* embedded database, or NULL when unused */
+    struct md_cache *cache;           /* answers cache (owned by main) */
+    struct md_cache_sync *cache_sync; /* peer invalidations (Redis STM only), or NULL */
+    struct md_metrics *metrics;       /* metrics registry */
+    struct md_alerts *alerts;         /* alert rules and evaluator */
+    struct md_health *health;         /* background store probes */
+    struct md_ratelimit *ratelimit;   /* per-client limiter, or NULL when off */
+    atomic_bool ltm_schema_ready;     /* set once the LTM schema is in place (janitor) */
+    int64_t started_ms;               /* wall clock at start-up */
+    int64_t started_mono_ms;          /* monotonic clock at start-up */
 };
 
 #endif /* MD_APP_H */

@@ -7,8 +7,10 @@
  * server did not issue — garbage, an edited one, or one from a different
  * list or filter set — is rejected with 400 instead of silently listing
  * the wrong thing. The encoding is URL-safe (base64url, no padding).
- * Cursors are stateless: any memoryd instance behind a load balancer can
- * continue a listing started on another.
+ * The check value is an HMAC under a secret (CURSOR_SECRET), so a client
+ * cannot mint a cursor the server never issued. Cursors are stateless: any
+ * memoryd instance sharing the secret can continue a listing started on
+ * another.
  */
 #ifndef MD_CURSOR_H
 #define MD_CURSOR_H
@@ -17,6 +19,9 @@
 
 #define MD_CURSOR_MAX 256         /* encoded length limit */
 #define MD_CURSOR_PAYLOAD_MAX 160 /* payload length limit */
+
+/* Set the HMAC key (≤ 128 bytes used). Call once at start-up, before threads. */
+void md_cursor_set_secret(const char *key);
 
 /* Encode; returns false if the payload is too long. */
 bool md_cursor_encode(const char *kind, const char *payload, const char *binding,

@@ -43,6 +43,7 @@ struct md_req {
     size_t n_query;
     json_t *body;               /* parsed JSON object body, or NULL (owned by the request) */
     char request_id[MD_REQUEST_ID_MAX + 1];
+    char client_ip[64];         /* numeric client address ("" if unknown) */
     int64_t start_us;           /* monotonic, for durations */
     int64_t now_ms;             /* wall clock at arrival: one clock reading per request */
     const char *(*header)(const struct md_req *req, const char *name); /* header lookup */

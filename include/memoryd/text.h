@@ -25,6 +25,10 @@ bool md_str_has_ctl(const char *s, size_t len);
 #define MD_SHA256_HEX_LEN 65
 void md_sha256_hex(const void *data, size_t len, char out[MD_SHA256_HEX_LEN]);
 
+/* HMAC-SHA256 (RFC 2104) of data under key, as 64 hex digits plus NUL. */
+void md_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                        char out[MD_SHA256_HEX_LEN]);
+
 /*
  * Percent-decode src[0..len) into dst (room for len+1 bytes); '+' becomes a
  * space when plus_is_space. Returns false on a malformed escape or when the

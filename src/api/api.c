@@ -14,7 +14,10 @@
 #include "api_int.h"
 #include "memoryd/api.h"
 #include "memoryd/config.h"
+#include "memoryd/clock.h"
 #include "memoryd/log.h"
+#include "memoryd/metrics.h"
+#include "memoryd/ratelimit.h"
 #include "memoryd/text.h"
 
 static const struct md_route routes[] = {
@@ -39,8 +42,16 @@ static const struct md_route routes[] = {
     {MD_M_GET, "/v1/trace/{scenario_id}", api_trace, MD_ROUTE_AUTH},
     {MD_M_GET, "/v1/integrity", api_integrity, MD_ROUTE_AUTH},
     {MD_M_GET, "/v1/stats", api_stats, MD_ROUTE_AUTH},
+    {MD_M_GET, "/v1/dashboard", api_ops_dashboard, MD_ROUTE_AUTH},
+    {MD_M_GET, "/v1/alerts", api_alerts_list, MD_ROUTE_AUTH},
+    {MD_M_POST, "/v1/alerts/rules", api_alerts_add, MD_ROUTE_AUTH | MD_ROUTE_BODY},
+    {MD_M_DELETE, "/v1/alerts/rules/{name}", api_alerts_delete, MD_ROUTE_AUTH},
+    {MD_M_POST, "/v1/cache/invalidate", api_cache_invalidate,
+     MD_ROUTE_AUTH | MD_ROUTE_BODY_OPTIONAL},
     {MD_M_GET, "/health", api_ops_health, 0},
     {MD_M_GET, "/ready", api_ops_ready, 0},
+    {MD_M_GET, "/metrics", api_ops_metrics, MD_ROUTE_OPS_AUTH},
+    {MD_M_GET, "/dashboard", api_ops_dashboard_page, MD_ROUTE_OPS_AUTH},
     {MD_M_GET, "/openapi.json", api_ops_openapi, MD_ROUTE_OPS_AUTH},
 };
 
@@ -81,31 +92,57 @@ static const char *presented_key(const struct md_req *req)
     return md_req_header(req, "X-API-Key");
 }
 
+/* Rate limit per API key (per client address without one): 429 + Retry-After. */
+static int rate_limited(struct md_app *app, struct md_req *req, const char *key,
+                        struct md_resp *resp)
+{
+    if (!app->ratelimit)
+        return 0;
+    char client[600];
+    snprintf(client, sizeof(client), "%s:%s", key ? "key" : "ip", key ? key : req->client_ip);
+    int retry = 1;
+    if (md_ratelimit_take(app->ratelimit, client, md_mono_ms(), &retry))
+        return 0;
+    char ra[16];
+    snprintf(ra, sizeof(ra), "%d", retry);
+    md_resp_error(resp, 429, "rate_limited", "too many requests; retry after the Retry-After "
+                                             "delay", NULL);
+    md_resp_header(resp, "Retry-After", ra);
+    return 429;
+}
+
 int md_api_authorize(void *app_ptr, struct md_req *req, struct md_resp *resp)
 {
     struct md_app *app = app_ptr;
     const struct md_config *cfg = app->cfg;
     unsigned flags = req->match.route->flags;
-    bool needs = (flags & MD_ROUTE_AUTH) != 0;
-    if (!needs || cfg->n_api_keys == 0)
-        return 0;
+    bool needs = (flags & MD_ROUTE_AUTH) ||
+                 ((flags & MD_ROUTE_OPS_AUTH) && cfg->metrics_require_auth);
     const char *key = presented_key(req);
-    if (key && *key && key_matches(cfg, key))
+    if (needs && cfg->n_api_keys > 0) {
+        if (!key || !*key || !key_matches(cfg, key)) {
+            md_resp_error(resp, 401, "unauthorized",
+                          key ? "invalid API key"
+                              : "an API key is required (Authorization: Bearer <key> or "
+                                "X-API-Key)",
+                          NULL);
+            md_resp_header(resp, "WWW-Authenticate", "Bearer realm=\"memoryd\"");
+            return 401;
+        }
+    } else {
+        key = NULL; /* unchecked keys never select a bucket */
+    }
+    /* /health and /ready stay open to probes whatever the load */
+    if (!(flags & (MD_ROUTE_AUTH | MD_ROUTE_OPS_AUTH)))
         return 0;
-    md_resp_error(resp, 401, "unauthorized",
-                  key ? "invalid API key" : "an API key is required (Authorization: Bearer "
-                                            "<key> or X-API-Key)",
-                  NULL);
-    md_resp_header(resp, "WWW-Authenticate", "Bearer realm=\"memoryd\"");
-    return 401;
+    return rate_limited(app, req, key, resp);
 }
 
-void md_api_observe(void *app, const struct md_req *req, int status, int64_t duration_us)
+void md_api_observe(void *app_ptr, const struct md_req *req, int status, int64_t duration_us)
 {
-    (void)app;
-    (void)req;
-    (void)status;
-    (void)duration_us;
+    struct md_app *app = app_ptr;
+    md_metrics_http(app->metrics, md_metrics_route_index(app->metrics, req->match.route),
+                    req->method, status, duration_us);
 }
 
 /* ---- shared helpers ------------------------------------------------------------ */

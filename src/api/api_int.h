@@ -61,6 +61,50 @@ enum md_status api_put_rules(struct md_buf *b, const struct md_rule *rules, size
 void api_answer_buf(struct md_req *req, struct md_resp *resp, int status, const char *message,
                     struct md_buf *b, enum md_status st);
 
+/* ---- answers cache (api_cache.c) ---- */
+
+/* What a cacheable GET stores: key, tags, ticket taken before the store read. */
+struct api_cache_put {
+    char key[4096];
+    const char *tags[8];
+    char tag_bufs[8][MD_SCENARIO_ID_MAX + 8];
+    size_t n_tags;
+    uint64_t ticket;
+    int64_t ttl_ms; /* 0: the cache default; -1: do not cache */
+};
+
+/* Cache key of this request; false when it does not fit (then never cached). */
+bool api_cache_key(const struct md_req *req, char *out, size_t cap);
+
+/* Answer from the cache when key is there; true when answered. */
+bool api_cache_serve(struct md_req *req, struct md_resp *resp, const char *key,
+                     const char *message);
+
+uint64_t api_cache_ticket(struct md_req *req);
+
+/* Start a put: ticket now, key of req, one first tag (may be NULL). */
+void api_cache_put_init(struct api_cache_put *put, struct md_req *req, const char *tag);
+
+/* Tag put with prefix+id for each id, or with wildcard when they do not fit. */
+void api_cache_tag_sources(struct api_cache_put *put, const char *prefix,
+                           const char *const *ids, size_t n, const char *wildcard);
+
+/* Bound the put's lifetime by an STM entry's expiry. */
+void api_cache_expire_with(struct api_cache_put *put, int64_t now_ms, int64_t expires_ms);
+
+/* Like api_answer_buf (status 200), storing b in the cache first when st == MD_OK. */
+void api_answer_cached(struct md_req *req, struct md_resp *resp, const char *message,
+                       struct md_buf *b, enum md_status st, const struct api_cache_put *put);
+
+/* Bump tags locally and on the peers. */
+void api_invalidate(struct md_req *req, const char *const *tags, size_t n);
+
+/* After an STM write to id (existence: created, deleted or TTL moved). */
+void api_invalidate_stm(struct md_req *req, const char *id, bool existence);
+
+/* After an LTM write; linked = the STM entries whose link sets changed. */
+void api_invalidate_ltm(struct md_req *req, const char *const *linked, size_t n);
+
 /* Handlers by resource. */
 void api_stm_create(struct md_req *req, struct md_resp *resp);
 void api_stm_get(struct md_req *req, struct md_resp *resp);
@@ -89,5 +133,12 @@ void api_stats(struct md_req *req, struct md_resp *resp);
 void api_ops_health(struct md_req *req, struct md_resp *resp);
 void api_ops_ready(struct md_req *req, struct md_resp *resp);
 void api_ops_openapi(struct md_req *req, struct md_resp *resp);
+void api_ops_metrics(struct md_req *req, struct md_resp *resp);
+void api_ops_dashboard(struct md_req *req, struct md_resp *resp);
+void api_ops_dashboard_page(struct md_req *req, struct md_resp *resp);
+void api_alerts_list(struct md_req *req, struct md_resp *resp);
+void api_alerts_add(struct md_req *req, struct md_resp *resp);
+void api_alerts_delete(struct md_req *req, struct md_resp *resp);
+void api_cache_invalidate(struct md_req *req, struct md_resp *resp);
 
 #endif /* MD_API_INT_H */

@@ -369,6 +369,8 @@ static void create_rule(struct md_req *req, struct md_resp *resp, struct create_
     struct md_rule rule;
     memset(&rule, 0, sizeof(rule));
     if (app->ltm->ops->create(app->ltm, &rn, req->now_ms, &rule, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* may have committed */
+            api_invalidate_ltm(req, ev.live_ids, ev.n_snaps);
         if (err.code == MD_E_CONFLICT)
             md_error_set_field(&err, MD_E_CONFLICT, "rule_id", "a rule with id '%s' already "
                                "exists", in->rule_id);
@@ -377,6 +379,7 @@ static void create_rule(struct md_req *req, struct md_resp *resp, struct create_
         return;
     }
     link_sources(req, rule.rule_id, &ev);
+    api_invalidate_ltm(req, ev.live_ids, ev.n_snaps);
     evidence_release(&ev);
     struct md_buf b;
     md_buf_init(&b, MD_RESP_MAX_BYTES);
@@ -471,6 +474,10 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
     const char *id;
     if (!no_query(req, resp) || !path_rule_id(req, resp, &id))
         return;
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "rule retrieved"))
+        return;
     struct md_rule_detail d;
     memset(&d, 0, sizeof(d));
     struct md_error err;
@@ -509,9 +516,15 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
         st = api_put_strv(&b, d.policies, d.n_policies);
     if (st == MD_OK)
         st = md_buf_puts(&b, "}}");
+    /* in_stm flips when a source entry is created, deleted or expires */
+    api_cache_tag_sources(&put, "sx:", (const char *const *)d.rule.sources, d.rule.n_sources,
+                          "sx:*");
+    for (size_t i = 0; i < d.n_sources; i++)
+        if (ev.views[i].json)
+            api_cache_expire_with(&put, req->now_ms, ev.views[i].expires_ms);
     evidence_release(&ev);
     md_rule_detail_release(&d);
-    api_answer_buf(req, resp, 200, "rule retrieved", &b, st);
+    api_answer_cached(req, resp, "rule retrieved", &b, st, &put);
 }
 
 /* ---- patch / delete --------------------------------------------------------------------------- */
@@ -566,6 +579,8 @@ void api_ltm_patch(struct md_req *req, struct md_resp *resp)
     memset(&rule, 0, sizeof(rule));
     bool changed = false;
     if (app->ltm->ops->patch(app->ltm, id, &p, req->now_ms, &rule, &changed, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500)
+            api_invalidate_ltm(req, ev.live_ids, ev.n_snaps);
         not_found_rule(&err, id);
         evidence_release(&ev);
         concepts_release(&concepts);
@@ -573,6 +588,8 @@ void api_ltm_patch(struct md_req *req, struct md_resp *resp)
         return;
     }
     link_sources(req, id, &ev);
+    /* snapshots may have been refreshed even when the rule did not change */
+    api_invalidate_ltm(req, ev.live_ids, ev.n_snaps);
     evidence_release(&ev);
     concepts_release(&concepts);
     struct md_buf b;
@@ -597,6 +614,10 @@ void api_ltm_delete(struct md_req *req, struct md_resp *resp)
     struct md_error err;
     md_error_clear(&err);
     if (app->ltm->ops->del(app->ltm, id, &sources, &n, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) {
+            const char *all[] = {"ltm", "se:*"};
+            api_invalidate(req, all, 2); /* which entries were linked is unknown */
+        }
         not_found_rule(&err, id);
         api_fail(req, resp, &err);
         return;
@@ -606,6 +627,7 @@ void api_ltm_delete(struct md_req *req, struct md_resp *resp)
         md_log_write(MD_LOG_ERROR, "api", req->request_id,
                      "rule '%s' deleted but not removed from stm_ltm_links: %s%s%s", id, err.msg,
                      err.detail[0] ? ": " : "", err.detail);
+    api_invalidate_ltm(req, (const char *const *)sources, n);
     for (size_t i = 0; i < n; i++)
         free(sources[i]);
     free(sources);
@@ -778,6 +800,13 @@ void api_ltm_search(struct md_req *req, struct md_resp *resp)
         free(in);
         return;
     }
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "rules found")) {
+        md_buf_release(&in->binding);
+        free(in);
+        return;
+    }
     struct md_rule_list list;
     memset(&list, 0, sizeof(list));
     struct md_error err;
@@ -809,7 +838,7 @@ void api_ltm_search(struct md_req *req, struct md_resp *resp)
     md_rule_list_release(&list);
     md_buf_release(&in->binding);
     free(in);
-    api_answer_buf(req, resp, 200, "rules found", &b, st);
+    api_answer_cached(req, resp, "rules found", &b, st, &put);
 }
 
 /* ---- concepts --------------------------------------------------------------------------------- */
@@ -828,6 +857,10 @@ void api_ltm_concepts(struct md_req *req, struct md_resp *resp)
         api_bad_request(resp, "cursor", "cursor was not issued for this listing");
         return;
     }
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "concepts listed"))
+        return;
     struct md_concept_list list;
     memset(&list, 0, sizeof(list));
     struct md_error err;
@@ -855,7 +888,7 @@ void api_ltm_concepts(struct md_req *req, struct md_resp *resp)
     else if (st == MD_OK)
         st = md_buf_puts(&b, "null}");
     md_concept_list_release(&list);
-    api_answer_buf(req, resp, 200, "concepts listed", &b, st);
+    api_answer_cached(req, resp, "concepts listed", &b, st, &put);
 }
 
 void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
@@ -875,6 +908,10 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
     char key[MD_CONCEPT_KEY_MAX + 1];
     md_concept_key(name, key);
     free(name);
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "rules of the concept"))
+        return;
     struct md_rule_list list;
     memset(&list, 0, sizeof(list));
     char *stored = NULL;
@@ -899,7 +936,7 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
         st = md_buf_printf(&b, ",\"count\":%zu}", list.count);
     free(stored);
     md_rule_list_release(&list);
-    api_answer_buf(req, resp, 200, "rules of the concept", &b, st);
+    api_answer_cached(req, resp, "rules of the concept", &b, st, &put);
 }
 
 /* ---- history and audit -------------------------------------------------------------------------- */
@@ -942,6 +979,10 @@ void api_ltm_history(struct md_req *req, struct md_resp *resp)
     const char *id;
     if (!no_query(req, resp) || !path_rule_id(req, resp, &id))
         return;
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "rule history"))
+        return;
     struct md_rule_history h;
     memset(&h, 0, sizeof(h));
     struct md_error err;
@@ -960,7 +1001,7 @@ void api_ltm_history(struct md_req *req, struct md_resp *resp)
     if (st == MD_OK)
         st = md_buf_putc(&b, '}');
     md_rule_history_release(&h);
-    api_answer_buf(req, resp, 200, "rule history", &b, st);
+    api_answer_cached(req, resp, "rule history", &b, st, &put);
 }
 
 /* Audit: everything the rule's evidence is made of, in three LTM calls and one STM call. */
@@ -1028,6 +1069,10 @@ void api_ltm_audit(struct md_req *req, struct md_resp *resp)
     const char *id;
     if (!no_query(req, resp) || !path_rule_id(req, resp, &id))
         return;
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "audit trail"))
+        return;
     struct audit a;
     struct md_error err;
     md_error_clear(&err);
@@ -1082,6 +1127,12 @@ void api_ltm_audit(struct md_req *req, struct md_resp *resp)
         st = api_put_double(&b, completeness);
     if (st == MD_OK)
         st = md_buf_puts(&b, "}}");
+    /* feedback, final status and existence of the sources all show here */
+    api_cache_tag_sources(&put, "se:", (const char *const *)a.d.rule.sources,
+                          a.d.rule.n_sources, "se:*");
+    for (size_t i = 0; i < a.d.n_sources; i++)
+        if (a.ev.views[i].json)
+            api_cache_expire_with(&put, req->now_ms, a.ev.views[i].expires_ms);
     audit_release(&a);
-    api_answer_buf(req, resp, 200, "audit trail", &b, st);
+    api_answer_cached(req, resp, "audit trail", &b, st, &put);
 }

@@ -193,12 +193,15 @@ void api_stm_create(struct md_req *req, struct md_resp *resp)
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
     if (app->stm->ops->create(app->stm, &in, req->now_ms, &v, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* may have applied, under an unknown id */
+            api_invalidate_stm(req, in.scenario_id, true);
         if (err.code == MD_E_CONFLICT && !err.msg[0])
             md_error_set_field(&err, MD_E_CONFLICT, "scenario_id",
                                "an STM entry with this scenario_id already exists");
         api_fail(req, resp, &err);
         return;
     }
+    api_invalidate_stm(req, v.scenario_id, true);
     char location[MD_SCENARIO_ID_MAX + 32];
     snprintf(location, sizeof(location), "/v1/stm/entries/%s", v.scenario_id);
     answer_entry(req, resp, 201, "STM entry created", &v);
@@ -214,6 +217,12 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
     static const char *const none[] = {NULL};
     if (!api_query_only(req, resp, none) || !path_scenario_id(req, resp, &id))
         return;
+    struct api_cache_put put;
+    char tag[MD_SCENARIO_ID_MAX + 4];
+    snprintf(tag, sizeof(tag), "se:%s", id);
+    api_cache_put_init(&put, req, tag);
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "STM entry retrieved"))
+        return;
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
     struct md_error err;
@@ -224,6 +233,7 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
         api_fail(req, resp, &err);
         return;
     }
+    api_cache_expire_with(&put, req->now_ms, v.expires_ms);
     struct md_buf b;
     md_buf_init(&b, MD_RESP_MAX_BYTES);
     enum md_status st = md_buf_puts(&b, "{\"stm_entry\":");
@@ -244,12 +254,8 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
         st = put_verdict_or_null(&b, v.final_status);
     if (st == MD_OK)
         st = md_buf_puts(&b, "}}");
-    if (st == MD_OK)
-        st = md_resp_success_raw(resp, 200, "STM entry retrieved", b.data, b.len);
-    md_buf_release(&b);
     md_stm_view_release(&v);
-    if (st != MD_OK)
-        api_oom(req, resp);
+    api_answer_cached(req, resp, "STM entry retrieved", &b, st, &put);
 }
 
 /* Canonical filter text, used both to echo "filters" and to bind cursors. */
@@ -433,11 +439,15 @@ void api_stm_patch(struct md_req *req, struct md_resp *resp)
     memset(&v, 0, sizeof(v));
     unsigned changed = 0;
     if (app->stm->ops->patch(app->stm, id, &p, req->now_ms, &v, &changed, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* the write may still have applied */
+            api_invalidate_stm(req, id, false);
         if (err.code == MD_E_NOTFOUND)
             md_error_set(&err, MD_E_NOTFOUND, "no STM entry '%s'", id);
         api_fail(req, resp, &err);
         return;
     }
+    if (changed)
+        api_invalidate_stm(req, id, false);
     static const struct {
         unsigned bit;
         const char *name;
@@ -500,11 +510,14 @@ void api_stm_feedback(struct md_req *req, struct md_resp *resp)
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
     if (app->stm->ops->feedback(app->stm, id, &fb, req->now_ms, &v, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* the write may still have applied */
+            api_invalidate_stm(req, id, false);
         if (err.code == MD_E_NOTFOUND)
             md_error_set(&err, MD_E_NOTFOUND, "no STM entry '%s'", id);
         api_fail(req, resp, &err);
         return;
     }
+    api_invalidate_stm(req, id, false);
     answer_entry(req, resp, 200, "human feedback recorded", &v);
     md_stm_view_release(&v);
 }
@@ -529,11 +542,14 @@ void api_stm_ttl(struct md_req *req, struct md_resp *resp)
     }
     int64_t expires_ms = 0;
     if (app->stm->ops->set_ttl(app->stm, id, ttl, req->now_ms, &expires_ms, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* the write may still have applied */
+            api_invalidate_stm(req, id, true);
         if (err.code == MD_E_NOTFOUND)
             md_error_set(&err, MD_E_NOTFOUND, "no STM entry '%s'", id);
         api_fail(req, resp, &err);
         return;
     }
+    api_invalidate_stm(req, id, true);
     char iso[MD_ISO8601_LEN], data[MD_SCENARIO_ID_MAX + 96];
     md_iso8601(expires_ms, iso);
     int n = snprintf(data, sizeof(data), "{\"scenario_id\":\"%s\",\"expires_at\":\"%s\"}", id, iso);
@@ -550,11 +566,14 @@ void api_stm_delete(struct md_req *req, struct md_resp *resp)
     struct md_error err;
     md_error_clear(&err);
     if (app->stm->ops->del(app->stm, id, req->now_ms, &err) != MD_OK) {
+        if (md_status_http(err.code) >= 500) /* the write may still have applied */
+            api_invalidate_stm(req, id, true);
         if (err.code == MD_E_NOTFOUND)
             md_error_set(&err, MD_E_NOTFOUND, "no STM entry '%s'", id);
         api_fail(req, resp, &err);
         return;
     }
+    api_invalidate_stm(req, id, true);
     resp->status = 204;
 }
 

@@ -38,6 +38,13 @@ void api_trace(struct md_req *req, struct md_resp *resp)
                                              "{domain}_r{N}_{concept}");
         return;
     }
+    struct api_cache_put put;
+    api_cache_put_init(&put, req, "ltm");
+    if (put.key[0] && api_cache_serve(req, resp, put.key, "traceability chain"))
+        return;
+    const char *ids[1] = {id};
+    api_cache_tag_sources(&put, "se:", ids, 1, "se:*");
+    api_cache_tag_sources(&put, "sx:", ids, 1, "sx:*");
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
     struct md_error err;
@@ -100,9 +107,11 @@ void api_trace(struct md_req *req, struct md_resp *resp)
         st = api_put_verdict(&b, fin);
     if (st == MD_OK)
         st = md_buf_puts(&b, "}}");
+    if (in_stm)
+        api_cache_expire_with(&put, req->now_ms, v.expires_ms);
     md_stm_view_release(&v);
     md_scenario_info_release(&info);
-    api_answer_buf(req, resp, 200, "traceability chain", &b, st);
+    api_answer_cached(req, resp, "traceability chain", &b, st, &put);
 }
 
 /* ---- /v1/integrity ------------------------------------------------------------------ */

@@ -9,13 +9,18 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "memoryd/app.h"
 #include "memoryd/clock.h"
 #include "memoryd/janitor.h"
+#include "memoryd/cache.h"
+#include "memoryd/config.h"
 #include "memoryd/log.h"
 #include "memoryd/ltm.h"
+#include "memoryd/metrics.h"
+#include "memoryd/neo4j_client.h"
 #include "memoryd/stm.h"
 
 #define SWEEP_EVERY_MS 10000
@@ -47,6 +52,22 @@ static void ensure_schema(struct md_janitor *j, int64_t *next_try, int64_t *back
     *backoff = *backoff * 2 > 30000 ? 30000 : *backoff * 2;
 }
 
+/* Feed the metrics windows the figures only the janitor can gather. */
+static void tick_metrics(struct md_app *app)
+{
+    struct md_metrics_sample s;
+    memset(&s, 0, sizeof(s));
+    s.has_cache = true;
+    md_cache_stats(app->cache, &s.cache);
+    s.has_pool[MD_STORE_STM] = true;
+    app->stm->ops->pool_stats(app->stm, &s.pool[MD_STORE_STM]);
+    if (app->cfg->ltm_backend == MD_LTM_NEO4J) {
+        s.has_pool[MD_STORE_LTM] = true;
+        md_ltm_neo4j_pool_stats(app->ltm_inner, &s.pool[MD_STORE_LTM]);
+    }
+    md_metrics_tick(app->metrics, &s);
+}
+
 static void *run(void *arg)
 {
     struct md_janitor *j = arg;
@@ -63,8 +84,10 @@ static void *run(void *arg)
             break;
         pthread_mutex_unlock(&j->lock);
         ensure_schema(j, &next_schema_try, &schema_backoff);
+        tick_metrics(j->app);
         if (md_mono_ms() >= next_sweep) {
             j->app->stm->ops->sweep(j->app->stm, md_now_ms());
+            md_cache_sweep(j->app->cache);
             next_sweep = md_mono_ms() + SWEEP_EVERY_MS;
         }
         pthread_mutex_lock(&j->lock);

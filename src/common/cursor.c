@@ -59,14 +59,30 @@ static bool b64_decode(const char *in, unsigned char *out, size_t cap, size_t *n
     return true;
 }
 
-/* First 16 hex digits of SHA-256(kind \n payload \n binding). */
+/* The key of the check values (set once at start-up, before threads). */
+static char secret[129] = "memoryd-cursor-default-key";
+
+void md_cursor_set_secret(const char *key)
+{
+    snprintf(secret, sizeof(secret), "%s", key);
+}
+
+/*
+ * First 16 hex digits of HMAC-SHA256(secret, kind \n payload \n binding):
+ * without the secret nobody can mint a cursor the server accepts. The
+ * binding can be long (search filters), so it is hashed first.
+ */
 static void check_value(const char *kind, const char *payload, const char *binding, char out[17])
 {
-    char buf[MD_CURSOR_PAYLOAD_MAX + 1024];
+    char bind_hash[MD_SHA256_HEX_LEN];
+    const char *b = binding ? binding : "";
+    md_sha256_hex(b, strlen(b), bind_hash);
+    char buf[MD_CURSOR_PAYLOAD_MAX + 256];
     int n = snprintf(buf, sizeof(buf), "memoryd-cursor-v1\n%s\n%s\n%s", kind, payload,
-                     binding ? binding : "");
+                     bind_hash);
     char hex[MD_SHA256_HEX_LEN];
-    md_sha256_hex(buf, n < 0 ? 0 : MD_MIN((size_t)n, sizeof(buf) - 1), hex);
+    md_hmac_sha256_hex(secret, strlen(secret), buf,
+                       n < 0 ? 0 : MD_MIN((size_t)n, sizeof(buf) - 1), hex);
     memcpy(out, hex, 16);
     out[16] = '\0';
 }

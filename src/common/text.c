@@ -153,32 +153,78 @@ static void sha256_update(struct sha256 *c, const unsigned char *p, size_t n)
     }
 }
 
-void md_sha256_hex(const void *data, size_t len, char out[MD_SHA256_HEX_LEN])
+static void sha256_init(struct sha256 *c)
 {
-    struct sha256 c = {{0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c,
-                        0x1f83d9ab, 0x5be0cd19},
-                       0,
-                       {0},
-                       0};
-    sha256_update(&c, data, len);
-    uint64_t bits = c.total * 8;
+    static const uint32_t iv[8] = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                   0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    memcpy(c->h, iv, sizeof(iv));
+    c->total = 0;
+    c->used = 0;
+}
+
+static void sha256_final(struct sha256 *c, unsigned char digest[32])
+{
+    uint64_t bits = c->total * 8;
     unsigned char pad = 0x80;
-    sha256_update(&c, &pad, 1);
+    sha256_update(c, &pad, 1);
     unsigned char zero = 0;
-    while (c.used != 56)
-        sha256_update(&c, &zero, 1);
+    while (c->used != 56)
+        sha256_update(c, &zero, 1);
     unsigned char lenb[8];
     for (int i = 0; i < 8; i++)
         lenb[i] = (unsigned char)(bits >> (56 - 8 * i));
-    sha256_update(&c, lenb, 8);
-    static const char hex[] = "0123456789abcdef";
+    sha256_update(c, lenb, 8);
     for (int i = 0; i < 8; i++)
-        for (int k = 0; k < 4; k++) {
-            unsigned char byte = (unsigned char)(c.h[i] >> (24 - 8 * k));
-            out[i * 8 + k * 2] = hex[byte >> 4];
-            out[i * 8 + k * 2 + 1] = hex[byte & 15];
-        }
+        for (int k = 0; k < 4; k++)
+            digest[i * 4 + k] = (unsigned char)(c->h[i] >> (24 - 8 * k));
+}
+
+static void to_hex(const unsigned char digest[32], char out[MD_SHA256_HEX_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 32; i++) {
+        out[2 * i] = hex[digest[i] >> 4];
+        out[2 * i + 1] = hex[digest[i] & 15];
+    }
     out[64] = '\0';
+}
+
+void md_sha256_hex(const void *data, size_t len, char out[MD_SHA256_HEX_LEN])
+{
+    struct sha256 c;
+    unsigned char digest[32];
+    sha256_init(&c);
+    sha256_update(&c, data, len);
+    sha256_final(&c, digest);
+    to_hex(digest, out);
+}
+
+/* HMAC-SHA256 (RFC 2104). */
+void md_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_t len,
+                        char out[MD_SHA256_HEX_LEN])
+{
+    unsigned char k[64] = {0}, ipad[64], opad[64], inner[32], digest[32];
+    struct sha256 c;
+    if (key_len > 64) {
+        sha256_init(&c);
+        sha256_update(&c, key, key_len);
+        sha256_final(&c, k);
+    } else if (key_len) {
+        memcpy(k, key, key_len);
+    }
+    for (int i = 0; i < 64; i++) {
+        ipad[i] = (unsigned char)(k[i] ^ 0x36);
+        opad[i] = (unsigned char)(k[i] ^ 0x5c);
+    }
+    sha256_init(&c);
+    sha256_update(&c, ipad, 64);
+    sha256_update(&c, data, len);
+    sha256_final(&c, inner);
+    sha256_init(&c);
+    sha256_update(&c, opad, 64);
+    sha256_update(&c, inner, 32);
+    sha256_final(&c, digest);
+    to_hex(digest, out);
 }
 
 /* ---- percent decoding ------------------------------------------------- */

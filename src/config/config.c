@@ -527,6 +527,57 @@ static enum md_status split_api_keys(struct md_config *cfg, const struct raw *r,
     return MD_OK;
 }
 
+/* Append one key (trimmed line) to the key list; the list grows as needed. */
+static enum md_status add_key(struct md_config *cfg, size_t *cap, const char *key, size_t n,
+                              struct md_error *err)
+{
+    if (cfg->n_api_keys == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 8;
+        char **v = realloc(cfg->api_key_list, ncap * sizeof(*v));
+        if (!v)
+            return md_error_set(err, MD_E_NOMEM, "out of memory reading the configuration");
+        cfg->api_key_list = v;
+        *cap = ncap;
+    }
+    char *k = strndup(key, n);
+    if (!k)
+        return md_error_set(err, MD_E_NOMEM, "out of memory reading the configuration");
+    cfg->api_key_list[cfg->n_api_keys++] = k;
+    return MD_OK;
+}
+
+/* API_KEYS_FILE: one key per line, '#' comments, blank lines ignored. */
+static enum md_status read_api_keys_file(struct md_config *cfg, struct md_error *err)
+{
+    FILE *f = open_file(cfg->api_keys_file, "API_KEYS_FILE", err);
+    if (!f)
+        return MD_E_IO;
+    size_t cap = cfg->n_api_keys;
+    char line[1024];
+    int lineno = 0;
+    enum md_status st = MD_OK;
+    while (st == MD_OK && fgets(line, sizeof(line), f)) {
+        lineno++;
+        char *k = trim(line);
+        if (*k == '\0' || *k == '#')
+            continue;
+        size_t n = strlen(k);
+        bool ok = n <= 512;
+        for (size_t i = 0; ok && i < n; i++)
+            ok = (unsigned char)k[i] > 0x20 && (unsigned char)k[i] < 0x7F;
+        if (!ok) {
+            /* never echo the key itself */
+            st = md_error_set(err, MD_E_INVAL, "API_KEYS_FILE '%s' line %d: a key must be 1 to 512 "
+                              "printable ASCII characters without spaces", cfg->api_keys_file,
+                              lineno);
+            break;
+        }
+        st = add_key(cfg, &cap, k, n, err);
+    }
+    fclose(f);
+    return st;
+}
+
 /*
  * NEO4J_URI: http(s)://host[:port][/] is used as given; the seed's
  * bolt://host:7687, neo4j://host, bolt+s:// and neo4j+s:// forms map to the
@@ -624,8 +675,15 @@ static enum md_status validate(struct md_config *cfg, const struct raw *r, struc
         return MD_E_INVAL;
     }
     enum md_status st = split_api_keys(cfg, r, err);
+    if (st == MD_OK && cfg->api_keys_file[0])
+        st = read_api_keys_file(cfg, err);
     if (st != MD_OK)
         return st;
+    if (cfg->alert_webhook_url[0] && strncasecmp(cfg->alert_webhook_url, "http://", 7) != 0 &&
+        strncasecmp(cfg->alert_webhook_url, "https://", 8) != 0) {
+        bad_value(err, r, MD_CFGK_ALERT_WEBHOOK_URL, "expected an http:// or https:// URL");
+        return MD_E_INVAL;
+    }
     return derive_neo4j_base(cfg, r, err);
 }
 

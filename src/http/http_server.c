@@ -57,6 +57,16 @@ struct md_http_server {
 
 enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
 
+/*
+ * Query strings longer than this, or with more '&'-separated parameters
+ * than MD_MAX_QUERY_PARAMS, are refused with 400 before libmicrohttpd parses
+ * them (see uri_seen()).
+ */
+#define MAX_QUERY_BYTES 8192
+
+/* *req_cls marker set by uri_seen() for a refused query string. */
+static char query_refused_mark;
+
 struct req_ctx {
     struct md_http_server *srv;
     struct md_req req;
@@ -67,6 +77,7 @@ struct req_ctx {
     bool has_body;   /* the request declares or sends a body */
     bool wants_body; /* the route takes a JSON body */
     bool overflow;   /* body exceeded the cap */
+    bool query_refused; /* the query string was too long (see uri_seen) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -250,6 +261,13 @@ static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
     struct md_req *req = &ctx->req;
     req->path = url;
     req->method = md_http_method_parse(method);
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    if (ci && ci->client_addr)
+        getnameinfo(ci->client_addr,
+                    ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                           : sizeof(struct sockaddr_in),
+                    req->client_ip, sizeof(req->client_ip), NULL, 0, NI_NUMERICHOST);
     assign_request_id(req);
     int64_t clen;
     ctx->has_body = declares_body(req, &clen);
@@ -266,6 +284,11 @@ static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
                              sizeof(allow));
         refuse(ctx, 405, "method_not_allowed", "method not allowed on this route");
         md_resp_header(&ctx->resp, "Allow", allow);
+        return;
+    }
+    if (ctx->query_refused) {
+        refuse(ctx, 400, "validation_error", "query string too long (more than 8192 bytes or "
+                                             "32 parameters)");
         return;
     }
     struct query_walk w = {req, false};
@@ -325,6 +348,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     (void)version;
     struct md_http_server *s = cls;
     struct req_ctx *ctx = *req_cls;
+    bool query_refused = ctx == (void *)&query_refused_mark;
+    if (query_refused)
+        ctx = NULL;
     if (!ctx) {
         ctx = calloc(1, sizeof(*ctx));
         if (!ctx)
@@ -339,6 +365,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         ctx->req.now_ms = md_now_ms();
         md_buf_init(&ctx->body, s->opt.max_body_bytes);
         md_buf_init(&ctx->resp.body, MD_RESP_MAX_BYTES);
+        ctx->query_refused = query_refused;
         on_headers(ctx, method, url);
         ctx->phase = PH_BODY;
         if (ctx->decided && ctx->has_body)
@@ -378,9 +405,9 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     (void)conn;
     struct md_http_server *s = cls;
     struct req_ctx *ctx = *req_cls;
-    if (!ctx)
-        return;
     *req_cls = NULL;
+    if (!ctx || ctx == (void *)&query_refused_mark)
+        return;
     int status = ctx->resp.status ? ctx->resp.status : 499; /* 499: client went away */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && ctx->phase != PH_QUEUED)
         status = 499;
@@ -396,6 +423,31 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     md_buf_release(&ctx->resp.body);
     free(ctx);
     atomic_fetch_sub(&s->in_flight, 1);
+}
+
+/*
+ * Called by libmicrohttpd with the request target before it parses the query
+ * parameters. libmicrohttpd 0.9.75 keeps one header record per parameter in
+ * the connection's memory pool; a query with thousands of parameters
+ * exhausts the pool, and it then drops the connection without an answer.
+ * An over-long query is cut here, in the connection's own buffer (which
+ * libmicrohttpd itself rewrites in place next), so that nothing is parsed,
+ * and the request is marked to be answered 400 with a JSON error.
+ */
+static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+    (void)cls;
+    (void)conn;
+    char *q = strchr(uri, '?');
+    if (!q)
+        return NULL;
+    size_t params = 1, len = strlen(q + 1);
+    for (const char *p = q + 1; *p; p++)
+        params += *p == '&';
+    if (len <= MAX_QUERY_BYTES && params <= MD_MAX_QUERY_PARAMS)
+        return NULL;
+    q[1] = '\0';
+    return &query_refused_mark;
 }
 
 /* Keep the URL and arguments exactly as sent: decoding is ours (see DESIGN). */
@@ -494,7 +546,7 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        completed, s, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
+        completed, s, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!s->daemon) {

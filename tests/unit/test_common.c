@@ -116,6 +116,21 @@ static void test_sha256_vectors(void **state)
     free(million);
 }
 
+static void test_hmac_vectors(void **state)
+{
+    (void)state;
+    char hex[MD_SHA256_HEX_LEN];
+    /* RFC 4231 test case 2 */
+    md_hmac_sha256_hex("Jefe", 4, "what do ya want for nothing?", 28, hex);
+    assert_string_equal(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+    /* RFC 4231 test case 6: key longer than the block */
+    unsigned char key[131];
+    memset(key, 0xaa, sizeof(key));
+    const char *msg = "Test Using Larger Than Block-Size Key - Hash Key First";
+    md_hmac_sha256_hex(key, sizeof(key), msg, strlen(msg), hex);
+    assert_string_equal(hex, "60e431591ee0b67f0d8a26aacbf5b77f8e0bc6213728c5140546040f0ee37f54");
+}
+
 static void test_percent_decode(void **state)
 {
     (void)state;
@@ -168,6 +183,12 @@ static void test_cursor(void **state)
     memset(longp, '1', sizeof(longp) - 1);
     longp[sizeof(longp) - 1] = '\0';
     assert_false(md_cursor_encode("stm", longp, "", c));
+    /* another secret (another deployment) does not accept the cursor */
+    assert_true(md_cursor_encode("stm", "7", "", c));
+    md_cursor_set_secret("another-deployment");
+    assert_false(md_cursor_decode("stm", c, "", payload));
+    assert_true(md_cursor_encode("stm", "7", "", c));
+    assert_true(md_cursor_decode("stm", c, "", payload));
 }
 
 int main(void)
@@ -176,7 +197,7 @@ int main(void)
         cmocka_unit_test(test_buf_cap_and_escape), cmocka_unit_test(test_iso8601),
         cmocka_unit_test(test_utf8),               cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_percent_decode),     cmocka_unit_test(test_random_and_consttime),
-        cmocka_unit_test(test_cursor),
+        cmocka_unit_test(test_cursor),            cmocka_unit_test(test_hmac_vectors),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,150 @@
+/*
+ * api_cache.c — how handlers use the answers cache.
+ *
+ * A cacheable GET builds its key from the raw path and the decoded query
+ * parameters in sorted order (so every parameter that changes the answer —
+ * limit and cursor included — is part of the key), serves a hit as a fresh
+ * envelope around the cached `data` bytes, and on a miss takes a ticket
+ * BEFORE reading the stores, then stores its answer under the tags it
+ * depends on. Writes bump their tags before they answer, locally at once
+ * and on the peers through cache_sync.
+ *
+ * Tags:
+ *   ltm          anything read from LTM (every LTM write bumps it)
+ *   se:<id>      the content of STM entry <id> (any STM write to it, and LTM
+ *                writes that change its stm_ltm_links)
+ *   sx:<id>      whether STM entry <id> exists (create, delete, TTL change)
+ *   se:* / sx:*  the same for answers that depend on too many entries to
+ *                tag them one by one (bumped by every corresponding write)
+ * Answers that depend on live STM entries also expire with the earliest of
+ * them, so an expiry (which is not a write) is never served stale.
+ */
+#include "memoryd/compat.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api_int.h"
+#include "memoryd/cache.h"
+#include "memoryd/cache_sync.h"
+
+#define KEY_MAX 4096
+
+static int cmp_param(const void *a, const void *b)
+{
+    const struct md_query_param *x = a, *y = b;
+    int c = strcmp(x->key, y->key);
+    return c ? c : strcmp(x->value, y->value);
+}
+
+bool api_cache_key(const struct md_req *req, char *out, size_t cap)
+{
+    struct md_query_param q[MD_MAX_QUERY_PARAMS];
+    memcpy(q, req->query, req->n_query * sizeof(q[0]));
+    qsort(q, req->n_query, sizeof(q[0]), cmp_param);
+    int o = snprintf(out, cap, "%s", req->path);
+    for (size_t i = 0; i < req->n_query && o > 0 && (size_t)o < cap; i++)
+        o += snprintf(out + o, cap - (size_t)o, "%c%s=%zu:%s", i ? '&' : '?', q[i].key,
+                      strlen(q[i].value), q[i].value);
+    return o > 0 && (size_t)o < cap;
+}
+
+bool api_cache_serve(struct md_req *req, struct md_resp *resp, const char *key,
+                     const char *message)
+{
+    struct md_app *app = api_app(req);
+    struct md_buf b;
+    md_buf_init(&b, MD_RESP_MAX_BYTES);
+    if (!md_cache_get(app->cache, key, &b)) {
+        md_buf_release(&b);
+        return false;
+    }
+    enum md_status st = md_resp_success_raw(resp, 200, message, b.data, b.len);
+    md_buf_release(&b);
+    if (st != MD_OK)
+        api_oom(req, resp);
+    return true;
+}
+
+uint64_t api_cache_ticket(struct md_req *req)
+{
+    return md_cache_ticket(api_app(req)->cache);
+}
+
+void api_answer_cached(struct md_req *req, struct md_resp *resp, const char *message,
+                       struct md_buf *b, enum md_status st, const struct api_cache_put *put)
+{
+    if (st == MD_OK && put && put->key[0] && put->ttl_ms >= 0)
+        md_cache_put(api_app(req)->cache, put->key, b->data, b->len, put->tags, put->n_tags,
+                     put->ticket, put->ttl_ms);
+    api_answer_buf(req, resp, 200, message, b, st);
+}
+
+void api_invalidate(struct md_req *req, const char *const *tags, size_t n)
+{
+    struct md_app *app = api_app(req);
+    md_cache_bump(app->cache, tags, n);
+    md_cache_sync_tags(app->cache_sync, tags, n);
+}
+
+void api_invalidate_stm(struct md_req *req, const char *id, bool existence)
+{
+    char se[MD_SCENARIO_ID_MAX + 4], sx[MD_SCENARIO_ID_MAX + 4];
+    snprintf(se, sizeof(se), "se:%s", id);
+    snprintf(sx, sizeof(sx), "sx:%s", id);
+    const char *tags[4] = {se, "se:*", sx, "sx:*"};
+    api_invalidate(req, tags, existence ? 4 : 2);
+}
+
+void api_invalidate_ltm(struct md_req *req, const char *const *linked, size_t n)
+{
+    /* "ltm" first, then the entries whose link sets changed, in batches */
+    const char *tags[MD_CACHE_MAX_TAGS];
+    char bufs[MD_CACHE_MAX_TAGS][MD_SCENARIO_ID_MAX + 4];
+    size_t k = 0;
+    tags[k++] = "ltm";
+    for (size_t i = 0; i < n; i++) {
+        snprintf(bufs[k], sizeof(bufs[k]), "se:%s", linked[i]);
+        tags[k] = bufs[k];
+        if (++k == MD_CACHE_MAX_TAGS) {
+            api_invalidate(req, tags, k);
+            k = 0;
+        }
+    }
+    if (k)
+        api_invalidate(req, tags, k);
+}
+
+void api_cache_tag_sources(struct api_cache_put *put, const char *prefix,
+                           const char *const *ids, size_t n, const char *wildcard)
+{
+    if (put->n_tags + n > MD_CACHE_MAX_TAGS) {
+        put->tags[put->n_tags++] = wildcard;
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        snprintf(put->tag_bufs[put->n_tags], sizeof(put->tag_bufs[0]), "%s%s", prefix, ids[i]);
+        put->tags[put->n_tags] = put->tag_bufs[put->n_tags];
+        put->n_tags++;
+    }
+}
+
+void api_cache_put_init(struct api_cache_put *put, struct md_req *req, const char *tag)
+{
+    memset(put, 0, sizeof(*put));
+    put->ticket = api_cache_ticket(req);
+    if (!api_cache_key(req, put->key, sizeof(put->key)))
+        put->key[0] = '\0';
+    if (tag)
+        put->tags[put->n_tags++] = tag;
+}
+
+void api_cache_expire_with(struct api_cache_put *put, int64_t now_ms, int64_t expires_ms)
+{
+    int64_t left = expires_ms - now_ms;
+    if (left <= 0)
+        put->ttl_ms = -1; /* already expired: do not cache */
+    else if (put->ttl_ms == 0 || left < put->ttl_ms)
+        put->ttl_ms = left;
+}
