@@ -195,7 +195,15 @@ bool md_lucene_any(const char *const *words, size_t n, char *out, size_t cap)
             memcpy(out + o, " OR ", 4);
             o += 4;
         }
-        if (!md_lucene_escape(words[i], out + o, cap - o))
+        /* Lucene reads upper-case AND, OR and NOT as operators: a word is
+         * always a term, so write it in lower case (the analyzer lower-cases
+         * terms anyway). */
+        char lower[256];
+        size_t len = 0;
+        for (const char *p = words[i]; *p && len + 1 < sizeof(lower); p++)
+            lower[len++] = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        lower[len] = '\0';
+        if (!md_lucene_escape(lower, out + o, cap - o))
             return false;
         o += strlen(out + o);
     }

@@ -274,8 +274,8 @@ static const char CY_CONCEPT_LINKS[] =
     "MATCH (r:Rule {rule_id: $id}) "
     "OPTIONAL MATCH (r)-[e:RELATES_TO]->(c:Concept) "
     "RETURN e.pos AS pos, e.name AS name, "
-    "CASE WHEN c IS NULL THEN [] ELSE [(c)<-[:RELATES_TO]-(o:Rule) WHERE o <> r | o.rule_id] END "
-    "AS others ORDER BY pos";
+    "CASE WHEN c IS NULL THEN [] ELSE COLLECT { MATCH (c)<-[:RELATES_TO]-(o:Rule) WHERE o <> r "
+    "RETURN o.rule_id ORDER BY o.rule_id } END AS others ORDER BY pos";
 
 static const char CY_SCENARIO[] =
     "MATCH (s:Scenario {scenario_id: $id}) "

@@ -16,7 +16,8 @@
  *
  * Full text: ltm_rules_fts is an FTS5 external-content table over
  * ltm_rules(rule_text, concept_names), keyed by the rule rowid, tokenizer
- * `unicode61 remove_diacritics 2`. concept_names is the rule's concept
+ * `unicode61 remove_diacritics 0` (accents count, as in Neo4j's standard
+ * analyzer). concept_names is the rule's concept
  * spellings joined by newlines, kept in the rule row for the index only.
  * FTS rows are written here, in the same transaction as the rule row, always
  * copied from the row itself ("delete" before a change, insert after), so the

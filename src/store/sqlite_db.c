@@ -143,7 +143,7 @@ static const char *const migrations[] = {
      * same transactions (FTS5 is not usable from triggers with trusted_schema=OFF) */
     "CREATE VIRTUAL TABLE ltm_rules_fts USING fts5("
     "  rule_text, concept_names, content='ltm_rules', content_rowid='id',"
-    "  tokenize='unicode61 remove_diacritics 2');",
+    "  tokenize='unicode61 remove_diacritics 0');",
 };
 
 struct stmt_slot {
