@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "memoryd/clock.h"
+#include "memoryd/alerts.h"
 #include "memoryd/dashboard.h"
 
 #define REL_EPS 1e-9
@@ -59,10 +60,17 @@ static json_t *num(double v)
     return isnan(v) ? json_null() : json_real(v);
 }
 
-/* Judge current, else average; unknown with no samples in 15 minutes. */
+/*
+ * Judge current, else average; unknown with no samples in 15 minutes. The
+ * hit rate of a cache that has seen fewer lookups than the alert rule needs
+ * is no signal either (a quiet daemon would read "critical"): unknown too.
+ */
 static enum level judge_window(enum md_metric metric, const struct md_window *w)
 {
     if (w->samples_15m == 0)
+        return LV_UNKNOWN;
+    if (metric == MD_METRIC_CACHE_HIT_RATE_PERCENT &&
+        w->samples_15m < md_alert_min_samples(metric))
         return LV_UNKNOWN;
     return judge(metric, !isnan(w->current) ? w->current : w->average);
 }

@@ -1069,6 +1069,20 @@ static void test_dashboard_json(void **state)
     assert_true(json_is_null(json_object_get(json_object_get(cp, "stm"), "avg_ms")));
     json_decref(d);
 
+    /* A cache with fewer lookups than the alert minimum: a 0 % hit rate is no signal. */
+    struct md_metrics_sample few;
+    memset(&few, 0, sizeof(few));
+    few.has_cache = true;
+    few.cache.misses = 5;
+    md_metrics_tick(m, &few);
+    d = dash(m, NULL, "redis", "embedded");
+    assert_string_equal(json_string_value(json_object_get(km(d, "cache_hit_rate_percent"),
+                                                          "status")),
+                        "unknown");
+    assert_true(json_real_value(json_object_get(km(d, "cache_hit_rate_percent"), "current")) ==
+                0.0);
+    json_decref(d);
+
     /* STM at 80 ms (warning), LTM 600 ms (critical), cache 90 % (good), pool 50 % (good). */
     for (int i = 0; i < 20; i++) {
         md_metrics_store(m, MD_STORE_STM, MD_STM_OP_get, i != 0, 80000);
