@@ -275,6 +275,8 @@ void api_integrity(struct md_req *req, struct md_resp *resp)
     if (st != MD_OK) {
         if (err.code == MD_OK)
             md_error_set(&err, st, "integrity check failed");
+        if (err.code == MD_E_LIMIT) /* a store bound, not a request body: 503, not 413 */
+            md_error_set(&err, MD_E_UNAVAIL, "too many links to check in one report");
         walk_release(&w);
         md_buf_release(&issues);
         md_ltm_stats_release(&ls);
