@@ -552,7 +552,7 @@ static enum md_status read_api_keys_file(struct md_config *cfg, struct md_error 
     FILE *f = open_file(cfg->api_keys_file, "API_KEYS_FILE", err);
     if (!f)
         return MD_E_IO;
-    size_t cap = cfg->n_api_keys;
+    size_t cap = cfg->n_api_keys, before = cfg->n_api_keys;
     char line[1024];
     int lineno = 0;
     enum md_status st = MD_OK;
@@ -575,6 +575,10 @@ static enum md_status read_api_keys_file(struct md_config *cfg, struct md_error 
         st = add_key(cfg, &cap, k, n, err);
     }
     fclose(f);
+    /* A key file without keys must not silently leave the API open. */
+    if (st == MD_OK && cfg->n_api_keys == before)
+        st = md_error_set(err, MD_E_INVAL, "API_KEYS_FILE '%s' holds no key (one key per line; "
+                          "'#' starts a comment)", cfg->api_keys_file);
     return st;
 }
 

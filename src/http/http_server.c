@@ -17,12 +17,15 @@
  *
  * The URL is matched raw: an identity unescape callback stops MHD from
  * percent-decoding, so "%2F" inside an id cannot change the route; the
- * router and the query parser decode each piece themselves.
+ * router and the query parser decode each piece themselves. The query string
+ * is copied when MHD first shows us the request target (uri_seen) and split
+ * by md_query_split(), which applies MHD's own splitting rules.
  *
- * Ownership: struct req_ctx is allocated on the first call and freed in the
- * completion callback, together with everything hanging off it (body
- * buffer, parsed JSON, decoded query strings). Response bodies are handed to
- * MHD with MHD_RESPMEM_MUST_FREE.
+ * Ownership: struct req_ctx is allocated in uri_seen (the first callback of
+ * a request), set up on the first access-handler call and freed in the
+ * completion callback, together with everything hanging off it (raw query,
+ * body buffer, parsed JSON, decoded query strings). Response bodies are
+ * handed to MHD with MHD_RESPMEM_MUST_FREE.
  */
 #include "memoryd/compat.h"
 
@@ -42,6 +45,7 @@
 #include "memoryd/http.h"
 #include "memoryd/json_body.h"
 #include "memoryd/log.h"
+#include "memoryd/query.h"
 #include "memoryd/text.h"
 
 struct md_http_server {
@@ -64,9 +68,6 @@ enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
  */
 #define MAX_QUERY_BYTES 8192
 
-/* *req_cls marker set by uri_seen() for a refused query string. */
-static char query_refused_mark;
-
 struct req_ctx {
     struct md_http_server *srv;
     struct md_req req;
@@ -78,6 +79,7 @@ struct req_ctx {
     bool wants_body; /* the route takes a JSON body */
     bool overflow;   /* body exceeded the cap */
     bool query_refused; /* the query string was too long (see uri_seen) */
+    char *raw_query;    /* owned: the query string as sent, or NULL (see uri_seen) */
 };
 
 /* ---- small helpers ------------------------------------------------------- */
@@ -143,43 +145,9 @@ static void assign_request_id(struct md_req *req)
 
 /* ---- query string --------------------------------------------------------- */
 
-struct query_walk {
-    struct md_req *req;
-    bool bad;
-};
-
-static enum MHD_Result add_query_param(void *cls, enum MHD_ValueKind kind, const char *key,
-                                       const char *value)
-{
-    (void)kind;
-    struct query_walk *w = cls;
-    struct md_req *req = w->req;
-    if (req->n_query == MD_MAX_QUERY_PARAMS) {
-        w->bad = true;
-        return MHD_NO;
-    }
-    size_t klen = strlen(key), vlen = value ? strlen(value) : 0;
-    char *k = malloc(klen + 1), *v = malloc(vlen + 1);
-    if (!k || !v || !md_percent_decode(key, klen, k, NULL, true) ||
-        !md_percent_decode(value ? value : "", vlen, v, NULL, true) ||
-        !md_utf8_valid(k, strlen(k)) || !md_utf8_valid(v, strlen(v))) {
-        free(k);
-        free(v);
-        w->bad = true;
-        return MHD_NO;
-    }
-    req->query[req->n_query].key = k;
-    req->query[req->n_query].value = v;
-    req->n_query++;
-    return MHD_YES;
-}
-
 static void free_query(struct md_req *req)
 {
-    for (size_t i = 0; i < req->n_query; i++) {
-        free(req->query[i].key);
-        free(req->query[i].value);
-    }
+    md_query_free(req->query, req->n_query);
     req->n_query = 0;
 }
 
@@ -291,12 +259,19 @@ static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
                                              "32 parameters)");
         return;
     }
-    struct query_walk w = {req, false};
-    MHD_get_connection_values(req->conn, MHD_GET_ARGUMENT_KIND, add_query_param, &w);
-    if (w.bad) {
-        refuse(ctx, 400, "validation_error",
-               "malformed query string (bad escape, invalid UTF-8 or too many parameters)");
-        return;
+    if (ctx->raw_query) {
+        struct md_error qerr;
+        enum md_status qst = md_query_split(ctx->raw_query, strlen(ctx->raw_query), req->query,
+                                            MD_MAX_QUERY_PARAMS, &req->n_query, &qerr);
+        if (qst == MD_E_NOMEM) {
+            refuse(ctx, 503, "storage_unavailable", "out of memory, try again");
+            return;
+        }
+        if (qst != MD_OK) {
+            refuse(ctx, 400, "validation_error",
+                   "malformed query string (bad escape, invalid UTF-8 or too many parameters)");
+            return;
+        }
     }
     if (s->hooks.authorize) {
         int st = s->hooks.authorize(s->hooks.ctx, req, &ctx->resp);
@@ -348,14 +323,9 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     (void)version;
     struct md_http_server *s = cls;
     struct req_ctx *ctx = *req_cls;
-    bool query_refused = ctx == (void *)&query_refused_mark;
-    if (query_refused)
-        ctx = NULL;
-    if (!ctx) {
-        ctx = calloc(1, sizeof(*ctx));
-        if (!ctx)
-            return MHD_queue_response(conn, 503, s->oom_response);
-        *req_cls = ctx;
+    if (!ctx) /* uri_seen could not allocate it */
+        return MHD_queue_response(conn, 503, s->oom_response);
+    if (ctx->phase == PH_NEW) {
         atomic_fetch_add(&s->in_flight, 1);
         ctx->srv = s;
         ctx->req.app = s->app;
@@ -365,7 +335,6 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         ctx->req.now_ms = md_now_ms();
         md_buf_init(&ctx->body, s->opt.max_body_bytes);
         md_buf_init(&ctx->resp.body, MD_RESP_MAX_BYTES);
-        ctx->query_refused = query_refused;
         on_headers(ctx, method, url);
         ctx->phase = PH_BODY;
         if (ctx->decided && ctx->has_body)
@@ -406,8 +375,13 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
     struct md_http_server *s = cls;
     struct req_ctx *ctx = *req_cls;
     *req_cls = NULL;
-    if (!ctx || ctx == (void *)&query_refused_mark)
+    if (!ctx)
         return;
+    if (ctx->phase == PH_NEW) { /* libmicrohttpd answered or dropped it before any handler call */
+        free(ctx->raw_query);
+        free(ctx);
+        return;
+    }
     int status = ctx->resp.status ? ctx->resp.status : 499; /* 499: client went away */
     if (toe != MHD_REQUEST_TERMINATED_COMPLETED_OK && ctx->phase != PH_QUEUED)
         status = 499;
@@ -419,6 +393,7 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                       ctx->req.path ? ctx->req.path : "?", status, dur, ctx->req.request_id);
     json_decref(ctx->req.body);
     free_query(&ctx->req);
+    free(ctx->raw_query);
     md_buf_release(&ctx->body);
     md_buf_release(&ctx->resp.body);
     free(ctx);
@@ -427,27 +402,40 @@ static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
 
 /*
  * Called by libmicrohttpd with the request target before it parses the query
- * parameters. libmicrohttpd 0.9.75 keeps one header record per parameter in
- * the connection's memory pool; a query with thousands of parameters
- * exhausts the pool, and it then drops the connection without an answer.
- * An over-long query is cut here, in the connection's own buffer (which
- * libmicrohttpd itself rewrites in place next), so that nothing is parsed,
- * and the request is marked to be answered 400 with a JSON error.
+ * parameters; its result becomes *req_cls, so this is where the request
+ * context is born (NULL: out of memory, answered 503 by the access handler).
+ * The query string is copied for md_query_split(). libmicrohttpd 0.9.75
+ * also keeps one header record per parameter in the connection's memory
+ * pool; a query with thousands of parameters exhausts the pool, and it then
+ * drops the connection without an answer. An over-long query is therefore
+ * cut here, in the connection's own buffer (which libmicrohttpd itself
+ * rewrites in place next), so that nothing is parsed, and the request is
+ * marked to be answered 400 with a JSON error.
  */
 static void *uri_seen(void *cls, const char *uri, struct MHD_Connection *conn)
 {
     (void)cls;
     (void)conn;
+    struct req_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (!ctx)
+        return NULL;
     char *q = strchr(uri, '?');
     if (!q)
-        return NULL;
+        return ctx;
     size_t params = 1, len = strlen(q + 1);
     for (const char *p = q + 1; *p; p++)
         params += *p == '&';
-    if (len <= MAX_QUERY_BYTES && params <= MD_MAX_QUERY_PARAMS)
-        return NULL;
+    if (len <= MAX_QUERY_BYTES && params <= MD_MAX_QUERY_PARAMS) {
+        ctx->raw_query = strdup(q + 1);
+        if (!ctx->raw_query) {
+            free(ctx);
+            return NULL;
+        }
+        return ctx;
+    }
     q[1] = '\0';
-    return &query_refused_mark;
+    ctx->query_refused = true;
+    return ctx;
 }
 
 /* Keep the URL and arguments exactly as sent: decoding is ours (see DESIGN). */

@@ -9,13 +9,20 @@ tests/neo4j/server.sh (see the LTM tests). There is no stand-in for any store.
 Fixtures
   redis_server   session-wide Redis, with kill/restart/pause helpers
   fresh_redis    a Redis started for one test (fault tests may kill it)
-  daemon         factory: daemon(stm="embedded"|"redis", **settings) -> Daemon
+  daemon         factory: daemon(stm="embedded"|"redis", **settings) -> Daemon;
+                 daemon(stm="redis", share_db=other) starts a peer on other's Redis db
   stm_daemon     a daemon per STM backend (parametrised: embedded, redis)
+  neo4j          session-wide real Neo4j 5 (NEO4J_URI/_USERNAME/_PASSWORD from the
+                 environment, else started with tests/neo4j/server.sh)
+  neo4j_graph    the same, with the graph emptied before the test
+  ltm_daemon     a daemon per LTM backend (embedded, neo4j), embedded STM
+  tier_daemon    a daemon per (STM, LTM) pair for tests that span both tiers
 
 Each daemon runs in its own temporary DATA_DIR (or Redis logical database),
 so tests never see each other's data. On teardown a daemon is stopped with
 SIGTERM and must exit 0 with no sanitizer report in its log.
 """
+import base64
 import calendar
 import http.client
 import json
@@ -29,7 +36,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import pytest
 
@@ -37,6 +44,12 @@ ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
 MEMORYD_BIN = os.environ.get("MEMORYD_BIN", os.path.join(ROOT, "build", "memoryd"))
 REDIS_SERVER = os.environ.get("REDIS_SERVER", shutil.which("redis-server") or "redis-server")
 STM_BACKENDS = [b for b in os.environ.get("MEMORYD_STM_BACKENDS", "embedded,redis").split(",") if b]
+LTM_BACKENDS = [b for b in os.environ.get("MEMORYD_LTM_BACKENDS", "embedded,neo4j").split(",") if b]
+# (STM, LTM) pairs for the tests that span both tiers (promotion, links, trace, integrity).
+TIER_PAIRS = [(s, l) for s, l in (("embedded", "embedded"), ("embedded", "neo4j"),
+                                  ("redis", "neo4j"), ("redis", "embedded"))
+              if s in STM_BACKENDS and l in LTM_BACKENDS]
+NEO4J_SERVER_SH = os.path.join(ROOT, "tests", "neo4j", "server.sh")
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer",
                      "WARNING: ThreadSanitizer")
 
@@ -218,6 +231,207 @@ def fresh_redis():
     server.cleanup()
 
 
+# --------------------------------------------------------------------------- Neo4j
+
+class Neo4jServer:
+    """A real Neo4j 5 reached over its HTTP transactional endpoint (basic auth).
+
+    Tests use cypher() to look at the graph the way other tools would."""
+
+    def __init__(self, uri, username, password, owned=False):
+        self.uri = uri.rstrip("/")
+        self.username = username
+        self.password = password
+        self.owned = owned  # started by this session (stopped at its end)
+        u = urlsplit(self.uri)
+        assert u.scheme in ("http", "https") and u.hostname, f"bad NEO4J_URI {uri!r}"
+        self._scheme, self._host = u.scheme, u.hostname
+        self._port = u.port or (7473 if u.scheme == "https" else 7474)
+        token = base64.b64encode(f"{username}:{password}".encode()).decode()
+        self._headers = {"Content-Type": "application/json", "Accept": "application/json",
+                         "Authorization": "Basic " + token}
+
+    def daemon_settings(self):
+        return {"NEO4J_URI": self.uri, "NEO4J_USERNAME": self.username,
+                "NEO4J_PASSWORD": self.password}
+
+    def _connection(self, timeout):
+        if self._scheme == "https":
+            import ssl
+            ctx = ssl.create_default_context(cafile=os.environ.get("NEO4J_CA_FILE") or None)
+            return http.client.HTTPSConnection(self._host, self._port, timeout=timeout,
+                                               context=ctx)
+        return http.client.HTTPConnection(self._host, self._port, timeout=timeout)
+
+    def cypher(self, statement, timeout=60, **params):
+        """Run one statement in its own transaction; return its rows (lists)."""
+        body = json.dumps({"statements": [{"statement": statement, "parameters": params}]})
+        conn = self._connection(timeout)
+        try:
+            conn.request("POST", "/db/neo4j/tx/commit", body=body.encode(), headers=self._headers)
+            r = conn.getresponse()
+            raw = r.read().decode("utf-8", "replace")
+        finally:
+            conn.close()
+        assert r.status == 200, f"Neo4j answered {r.status}: {raw[:500]}"
+        doc = json.loads(raw)
+        assert not doc.get("errors"), f"Cypher failed: {doc['errors']} in {statement!r}"
+        return [row["row"] for row in doc["results"][0]["data"]]
+
+    def value(self, statement, **params):
+        """The single value of a one-row, one-column query."""
+        rows = self.cypher(statement, **params)
+        assert len(rows) == 1 and len(rows[0]) == 1, rows
+        return rows[0][0]
+
+    def ping(self):
+        try:
+            return self.cypher("RETURN 1", timeout=5) == [[1]]
+        except (OSError, AssertionError, ValueError):
+            return False
+
+    def clear(self):
+        """Empty the graph (the schema stays)."""
+        self.cypher("MATCH (n) DETACH DELETE n")
+
+
+def _server_sh(*args, timeout=300):
+    return subprocess.run([NEO4J_SERVER_SH, *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+@pytest.fixture(scope="session")
+def neo4j():
+    """The session's Neo4j. NEO4J_URI (+ NEO4J_USERNAME, NEO4J_PASSWORD) from the
+    environment when set (scripts/test.sh starts one); otherwise started here with
+    tests/neo4j/server.sh (NEO4J_STATE_DIR etc. are honoured) and stopped at the end
+    of the session, unless server.sh reused a server that was already running from
+    the same state dir (someone else's: left alone). A Neo4j that cannot be reached
+    or started fails the tests that need it; it is never skipped."""
+    uri = os.environ.get("NEO4J_URI")
+    if uri:
+        server = Neo4jServer(uri, os.environ.get("NEO4J_USERNAME", "neo4j"),
+                             os.environ.get("NEO4J_PASSWORD", ""))
+        if not server.ping():
+            pytest.fail(f"NEO4J_URI={uri} is set but Neo4j does not answer an authenticated "
+                        "RETURN 1 (wrong credentials, or not running)", pytrace=False)
+        yield server
+        return
+    was_running = _server_sh("status", timeout=60).returncode == 0
+    try:
+        res = _server_sh("start", timeout=600)
+    except subprocess.TimeoutExpired:
+        pytest.fail("tests/neo4j/server.sh start did not return within 600 s", pytrace=False)
+    if res.returncode != 0:
+        pytest.fail(f"tests/neo4j/server.sh start failed ({res.returncode}):\n"
+                    f"{res.stderr[-4000:]}", pytrace=False)
+    lines = [l for l in res.stdout.splitlines() if l.strip()]
+    kv = dict(l.split("=", 1) for l in lines[:-1] if "=" in l)
+    server = Neo4jServer(lines[-1].strip(), kv.get("NEO4J_USERNAME", "neo4j"),
+                         kv.get("NEO4J_PASSWORD", ""), owned=not was_running)
+    if not server.ping():
+        pytest.fail(f"Neo4j started by server.sh at {server.uri} does not answer", pytrace=False)
+    yield server
+    if server.owned:
+        _server_sh("stop", timeout=120)
+
+
+@pytest.fixture
+def neo4j_graph(neo4j):
+    """The session's Neo4j with an empty graph. Every Neo4j-backed daemon shares the
+    one database, so a test that uses one starts from a clean graph and no other
+    Neo4j-backed daemon runs meanwhile (tests run one at a time)."""
+    neo4j.clear()
+    return neo4j
+
+
+class OwnNeo4j(Neo4jServer):
+    """A Neo4j for this test session alone (its own NEO4J_STATE_DIR, HTTPS on too), for
+    the tests that pause, crash or restart Neo4j or reach it over TLS. The shared
+    instance (`neo4j`) is never paused or restarted: other suites use it."""
+
+    def __init__(self, state_dir, start_stdout):
+        lines = [l for l in start_stdout.splitlines() if l.strip()]
+        kv = dict(l.split("=", 1) for l in lines[:-1] if "=" in l)
+        super().__init__(lines[-1].strip(), kv.get("NEO4J_USERNAME", "neo4j"),
+                         kv.get("NEO4J_PASSWORD", ""), owned=True)
+        self.state_dir = state_dir
+        self.https_uri = kv["NEO4J_HTTPS_URI"]
+        self.ca_file = kv["NEO4J_CA_FILE"]
+
+    def _sh(self, *args, timeout=600):
+        env = dict(os.environ, NEO4J_STATE_DIR=self.state_dir, NEO4J_TLS="1")
+        for k in ("NEO4J_USERNAME", "NEO4J_PASSWORD"):
+            env[k] = getattr(self, k.split("_")[1].lower())
+        res = subprocess.run([NEO4J_SERVER_SH, *args], cwd=ROOT, capture_output=True, text=True,
+                             timeout=timeout, env=env)
+        assert res.returncode == 0, f"server.sh {' '.join(args)} failed:\n{res.stderr[-3000:]}"
+        return res
+
+    @property
+    def pid(self):
+        with open(os.path.join(self.state_dir, "neo4j.pid")) as f:
+            return int(f.read().strip())
+
+    def pause(self):
+        """SIGSTOP the Neo4j JVM (it accepts connections but answers nothing)."""
+        os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self):
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+        except (ProcessLookupError, OSError):
+            pass
+
+    def restart(self, kill=True):
+        """Stop (SIGKILL: a crash, or SIGTERM) and start again on the same data and ports
+        (tests/neo4j/server.sh restart)."""
+        self._sh("restart", "kill" if kill else "term")
+        wait_for(self.ping, 60, interval=0.5, what="the restarted Neo4j to answer")
+
+    def stop(self):
+        self.resume()
+        self._sh("stop", timeout=180)
+
+
+@pytest.fixture(scope="session")
+def own_neo4j():
+    """The session's private Neo4j (see OwnNeo4j): HTTP and HTTPS (a throw-away CA), in
+    .test-state/neo4j-own-<pid>, removed at the end of the session."""
+    state_dir = os.path.join(ROOT, ".test-state", f"neo4j-own-{os.getpid()}")
+    os.makedirs(state_dir, exist_ok=True)
+    env = dict(os.environ, NEO4J_STATE_DIR=state_dir, NEO4J_TLS="1")
+    for k in ("NEO4J_URI", "NEO4J_HTTP_PORT", "NEO4J_HTTPS_PORT"):
+        env.pop(k, None)
+    try:
+        res = subprocess.run([NEO4J_SERVER_SH, "start"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=600, env=env)
+    except subprocess.TimeoutExpired:
+        pytest.fail("tests/neo4j/server.sh start (own instance) did not return within 600 s",
+                    pytrace=False)
+    if res.returncode != 0:
+        pytest.fail(f"tests/neo4j/server.sh start (own instance) failed ({res.returncode}):\n"
+                    f"{res.stderr[-4000:]}", pytrace=False)
+    server = OwnNeo4j(state_dir, res.stdout)
+    try:
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            shutil.rmtree(state_dir, ignore_errors=True)
+
+
+@pytest.fixture
+def own_neo4j_graph(own_neo4j):
+    """The private Neo4j, running (never left paused by an earlier test), graph emptied."""
+    own_neo4j.resume()
+    if not own_neo4j.ping():
+        own_neo4j.restart(kill=True)
+    own_neo4j.clear()
+    return own_neo4j
+
+
 # --------------------------------------------------------------------------- memoryd
 
 class Response:
@@ -255,6 +469,7 @@ class Daemon:
         self.proc = None
         self.conn = None
         self.exit_codes = []
+        self.preexec_fn = None  # run in the child before exec (e.g. resource limits)
 
     @property
     def url(self):
@@ -263,7 +478,8 @@ class Daemon:
     def start(self, timeout=30):
         self.log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([MEMORYD_BIN], env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.data_dir)
+                                     stderr=subprocess.STDOUT, cwd=self.data_dir,
+                                     preexec_fn=self.preexec_fn)
         def up():
             if self.proc.poll() is not None:
                 raise AssertionError(f"memoryd exited with {self.proc.returncode}:\n{self.read_log()}")
@@ -377,7 +593,13 @@ class DaemonFactory:
         self.dirs = []
         self.dbs = []  # (RedisServer, db) handed out, released on cleanup
 
-    def __call__(self, stm="embedded", ltm="embedded", start=True, **settings):
+    def __call__(self, stm="embedded", ltm="embedded", start=True, neo4j=None, preexec_fn=None,
+                 **settings):
+        """neo4j: a Neo4jServer (the `neo4j` fixture); with ltm="neo4j" it supplies
+        NEO4J_URI / NEO4J_USERNAME / NEO4J_PASSWORD unless they are given as settings.
+        preexec_fn: run in the daemon's process before exec (resource limits)."""
+        if neo4j is not None:
+            settings = dict(neo4j.daemon_settings(), **settings)
         data_dir = tempfile.mkdtemp(prefix="memoryd-it-")
         self.dirs.append(data_dir)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"),
@@ -389,7 +611,21 @@ class DaemonFactory:
             if k in os.environ:
                 env[k] = os.environ[k]
         redis, db = None, None
-        if stm == "redis":
+        # share_db=<Daemon>: a peer of a daemon on the Redis STM backend — the same
+        # Redis server and logical database (so the same data and the same cache
+        # invalidation channel). The database stays the first daemon's allocation.
+        share_db = settings.pop("share_db", None)
+        if share_db is not None:
+            assert stm == "redis" and share_db.backend == "redis", \
+                "share_db: both daemons must use the Redis STM backend"
+            assert "redis" not in settings, "share_db and redis= are exclusive"
+            redis, db = share_db.redis, share_db.redis_db
+            env.update({"REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis.port),
+                        "REDIS_DB": str(db),
+                        "REDIS_SOCKET_TIMEOUT": "2", "REDIS_SOCKET_CONNECT_TIMEOUT": "2"})
+            if redis.password:
+                env["REDIS_PASSWORD"] = redis.password
+        elif stm == "redis":
             redis = settings.pop("redis", None) or self.redis
             db = redis.allocate_db()
             self.dbs.append((redis, db))
@@ -400,7 +636,9 @@ class DaemonFactory:
                 env["REDIS_PASSWORD"] = redis.password
         env.update({k: str(v) for k, v in settings.items()})
         d = Daemon(env, data_dir, os.path.join(data_dir, "memoryd.log"))
+        d.preexec_fn = preexec_fn
         d.backend, d.redis, d.redis_db = stm, redis, db
+        d.ltm_backend, d.neo4j = ltm, (neo4j if ltm == "neo4j" else None)
         self.daemons.append(d)
         return d.start() if start else d
 
@@ -447,6 +685,46 @@ def shared_stm_daemon(request, module_daemon):
     stm_daemon). Tests using it must not depend on global counts other tests change:
     they use their own ids/domains, or compare counts before and after."""
     return module_daemon(stm=request.param, MEMORY_STM_MIN_TTL_SECONDS="1")
+
+
+def _ltm_daemon(request, factory, stm, ltm, **settings):
+    if ltm == "neo4j":
+        return factory(stm=stm, ltm="neo4j", neo4j=request.getfixturevalue("neo4j_graph"),
+                       **settings)
+    return factory(stm=stm, ltm=ltm, **settings)
+
+
+@pytest.fixture(params=LTM_BACKENDS)
+def ltm_daemon(request, daemon):
+    """A fresh memoryd per test, once per LTM backend (embedded STM), with
+    MEMORY_STM_MIN_TTL_SECONDS=1. On Neo4j the graph is empty at the start."""
+    return _ltm_daemon(request, daemon, "embedded", request.param,
+                       MEMORY_STM_MIN_TTL_SECONDS="1")
+
+
+@pytest.fixture(params=TIER_PAIRS, ids=[f"{s}-{l}" for s, l in TIER_PAIRS])
+def tier_daemon(request, daemon):
+    """A fresh memoryd per test, once per (STM, LTM) backend pair, for what spans
+    both tiers (promotion, stm_ltm_links, trace, integrity)."""
+    stm, ltm = request.param
+    return _ltm_daemon(request, daemon, stm, ltm, MEMORY_STM_MIN_TTL_SECONDS="1")
+
+
+@pytest.fixture(scope="module", params=LTM_BACKENDS)
+def shared_ltm_daemon(request, module_daemon):
+    """One memoryd per LTM backend shared by a module's tests (embedded STM). On
+    Neo4j the graph is emptied once, when it starts. Tests using it work on their
+    own ids and policies (see unique_policy)."""
+    if request.param == "neo4j":
+        server = request.getfixturevalue("neo4j")
+        server.clear()
+        return module_daemon(ltm="neo4j", neo4j=server, MEMORY_STM_MIN_TTL_SECONDS="1")
+    return module_daemon(MEMORY_STM_MIN_TTL_SECONDS="1")
+
+
+def unique_policy():
+    """A policy name no other test uses (letters and digits, starts with a letter)."""
+    return "P" + uuid.uuid4().hex[:10].upper()
 
 
 def unique_domain():
@@ -612,6 +890,20 @@ def ids(entries):
     return [e["scenario_id"] for e in entries]
 
 
+def proc_fd_count(pid):
+    """Open file descriptors of a process (/proc/<pid>/fd)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def proc_rss_kib(pid):
+    """Resident set size of a process in KiB (/proc/<pid>/status VmRSS)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
 def health_ok(d):
     r = d.get("/health")
     assert r.status == 200, f"/health after the request: {r!r}"
@@ -687,3 +979,179 @@ def chunked(data, size=65536):
         yield b"%x\r\n" % len(part) + part + b"\r\n"
     yield b"0\r\n\r\n"
 
+
+
+# ---- LTM helpers (test_ltm_*.py, test_trace_*.py, test_corpus_journey.py) ------
+
+RULE_ID_RE = re.compile(r"^[A-Z][A-Z0-9]{0,15}(_[A-Za-z0-9]+)+_[0-9]{2,4}$")
+RULE_KEYS = {"rule_id", "policy", "rule_text", "related_concepts", "source_scenario_ids",
+             "confidence_score", "version", "created_at", "updated_at"}
+RULES = "/v1/ltm/rules"
+
+
+def check_rule(r, with_score=False):
+    """Assert the exact shape of an LTM rule (spec §4); return it."""
+    keys = RULE_KEYS | ({"score"} if with_score else set())
+    assert isinstance(r, dict) and set(r) == keys, f"rule keys {sorted(r)}"
+    assert isinstance(r["rule_id"], str) and RULE_ID_RE.match(r["rule_id"]) and \
+        len(r["rule_id"]) <= 128, r["rule_id"]
+    assert r["policy"] == r["rule_id"].split("_")[0], r
+    assert isinstance(r["rule_text"], str) and r["rule_text"].strip()
+    assert isinstance(r["related_concepts"], list) and r["related_concepts"]
+    assert all(isinstance(c, str) and c for c in r["related_concepts"])
+    assert isinstance(r["source_scenario_ids"], list)
+    assert all(isinstance(s, str) for s in r["source_scenario_ids"])
+    assert len(set(r["source_scenario_ids"])) == len(r["source_scenario_ids"]), r
+    c = r["confidence_score"]
+    assert isinstance(c, (int, float)) and not isinstance(c, bool) and 0 <= c <= 1, r
+    assert isinstance(r["version"], int) and not isinstance(r["version"], bool) and \
+        r["version"] >= 1, r
+    assert parse_ts(r["created_at"]) <= parse_ts(r["updated_at"]), r
+    if with_score:
+        s = r["score"]
+        assert isinstance(s, (int, float)) and not isinstance(s, bool), r
+    return r
+
+
+def rule_body(sources, concepts=("data retention",), rule_id=None, policy=None,
+              key_concept=None, text="Personal data is kept only as long as needed.", **kw):
+    """A valid POST /v1/ltm/rules body (rule_id, or policy [+ key_concept])."""
+    b = {"rule_text": text, "related_concepts": list(concepts),
+         "source_scenario_ids": list(sources)}
+    if rule_id is not None:
+        b["rule_id"] = rule_id
+    if policy is not None:
+        b["policy"] = policy
+    if key_concept is not None:
+        b["key_concept"] = key_concept
+    if rule_id is None and policy is None:
+        b["policy"] = unique_policy()
+        b["key_concept"] = key_concept or "test rule"
+    b.update(kw)
+    return b
+
+
+def create_rule(d, body=None, **kw):
+    """POST /v1/ltm/rules; assert 201, Location and the rule's shape; return the rule."""
+    if body is None:
+        kw.setdefault("sources", [unique_domain() + "_r1_source"])
+        body = rule_body(**kw)
+    r = d.post(RULES, body)
+    data = ok(r, 201)
+    assert set(data) == {"ltm_rule"}, f"create data keys {sorted(data)}"
+    rule = check_rule(data["ltm_rule"])
+    assert r.header("Location") == f"{RULES}/{rule['rule_id']}", r.headers
+    return rule
+
+
+def get_rule(d, rule_id):
+    """GET /v1/ltm/rules/{id} -> data ({ltm_rule, traceability})."""
+    data = ok(d.get(f"{RULES}/{rule_id}"))
+    assert set(data) == {"ltm_rule", "traceability"}, sorted(data)
+    check_rule(data["ltm_rule"])
+    return data
+
+
+def feedback_body(**kw):
+    b = {"decision": "Change status", "rationale": "The expert disagrees.",
+         "suggestion": "Rewrite the requirement."}
+    b.update(kw)
+    return b
+
+
+def give_feedback(d, sid, **kw):
+    """PUT feedback on an STM entry; return the entry."""
+    return ok(d.put(f"/v1/stm/entries/{sid}/feedback", feedback_body(**kw)))["stm_entry"]
+
+
+def promote(d, sid, body):
+    """POST /v1/stm/entries/{sid}/promote; assert 201 + Location; return the rule."""
+    r = d.post(f"/v1/stm/entries/{sid}/promote", body)
+    data = ok(r, 201)
+    assert set(data) == {"ltm_rule"}, sorted(data)
+    rule = check_rule(data["ltm_rule"])
+    assert rule["source_scenario_ids"] == [sid], rule
+    assert r.header("Location") == f"{RULES}/{rule['rule_id']}", r.headers
+    return rule
+
+
+def search_rules(d, limit=None, max_pages=1000, **params):
+    """Page through GET /v1/ltm/rules; return (rules in order, search_type)."""
+    out, cursor, kinds = [], None, set()
+    for _ in range(max_pages):
+        q = dict(params)
+        if limit is not None:
+            q["limit"] = limit
+        if cursor:
+            q["cursor"] = cursor
+        data = ok(d.get(RULES + ("?" + urlencode(q) if q else "")))
+        assert set(data) == {"rules", "count", "next_cursor", "search_type"}, sorted(data)
+        assert data["count"] == len(data["rules"])
+        assert data["count"] <= int(limit if limit is not None else 10)
+        kinds.add(data["search_type"])
+        for r in data["rules"]:
+            check_rule(r, with_score="q" in params)
+        out.extend(data["rules"])
+        cursor = data["next_cursor"]
+        if cursor is None:
+            assert len(kinds) == 1, kinds
+            return out, kinds.pop()
+        assert isinstance(cursor, str) and cursor
+        assert data["count"] > 0, "an empty page with a next_cursor"
+    raise AssertionError(f"listing did not end within {max_pages} pages")
+
+
+def links_of(d, sid):
+    """The stm_ltm_links:{sid} set as Redis holds it (redis STM backend only)."""
+    assert d.backend == "redis"
+    return sorted(d.redis.command_db(d.redis_db, "SMEMBERS", f"stm_ltm_links:{sid}"))
+
+
+def embedded_db(d):
+    """A sqlite3 connection to an embedded daemon's database file (fault injection)."""
+    import sqlite3
+    con = sqlite3.connect(os.path.join(d.env["DATA_DIR"], "memoryd.db"), timeout=10,
+                          isolation_level=None)
+    con.execute("PRAGMA busy_timeout = 10000")
+    return con
+
+
+# ---- metrics helpers (test_cache.py, test_metrics.py, test_alerts.py, test_health.py) ----
+
+class Scrape:
+    """One GET /metrics, parsed with prometheus_client's text-format parser
+    (prometheus-client from tests/requirements.txt; imported here so that the
+    other suites do not need it)."""
+
+    def __init__(self, resp):
+        from prometheus_client.parser import text_string_to_metric_families
+        assert resp.status == 200, f"/metrics: {resp!r}"
+        self.resp = resp
+        self.text = resp.body
+        # A family per name; the parser drops `_total` from counter family names.
+        self.families = {f.name: f for f in text_string_to_metric_families(resp.body)}
+        self.samples = {}
+        for f in self.families.values():
+            for s in f.samples:
+                key = (s.name, frozenset(s.labels.items()))
+                assert key not in self.samples, f"duplicate series {s.name}{s.labels}"
+                self.samples[key] = s.value
+
+    def value(self, name, default=None, **labels):
+        """The value of the series `name{labels}` (exactly those labels), else default."""
+        return self.samples.get((name, frozenset(labels.items())), default)
+
+    def series(self, name):
+        """[(labels dict, value)] of every series of sample name `name`."""
+        return [(dict(k[1]), v) for k, v in self.samples.items() if k[0] == name]
+
+
+def scrape(d, headers=None):
+    return Scrape(d.get("/metrics", headers=headers))
+
+
+def cache_counters(d):
+    """(hits, misses, entries) of memoryd's answers cache, from /metrics."""
+    s = scrape(d)
+    return (s.value("memoryd_cache_hits_total", 0.0), s.value("memoryd_cache_misses_total", 0.0),
+            s.value("memoryd_cache_entries", 0.0))

@@ -228,6 +228,10 @@ public class Launcher {
         try (Transaction tx = system.beginTx()) {
             tx.execute("ALTER USER neo4j SET PASSWORD $pw CHANGE NOT REQUIRED", Map.of("pw", password)).close();
             tx.commit();
+        } catch (RuntimeException e) {
+            // `server.sh restart` keeps the system database: the password may already be set.
+            if (!saysAnywhere(e, "cannot be the same")) throw e;
+            log("password of neo4j already set (restart on existing data)");
         }
         if (!"neo4j".equals(user)) {
             try (Transaction tx = system.beginTx()) {
@@ -273,6 +277,12 @@ public class Launcher {
     private static String stripSlash(URI u) {
         String s = u.toString();
         return s.endsWith("/") ? s.substring(0, s.length() - 1) : s;
+    }
+
+    private static boolean saysAnywhere(Throwable e, String text) {
+        for (Throwable t = e; t != null; t = t.getCause())
+            if (String.valueOf(t.getMessage()).contains(text)) return true;
+        return false;
     }
 
     private static String firstLine(Throwable e) {

@@ -10,6 +10,8 @@
 # Usage (from the repository root):
 #   tests/neo4j/server.sh start          start (or reuse a healthy) server
 #   tests/neo4j/server.sh stop           stop it: SIGTERM, then SIGKILL after a timeout
+#   tests/neo4j/server.sh restart [kill] stop it (SIGTERM; `kill`: SIGKILL, a crash) and
+#                                        start it again KEEPING its data, on the same ports
 #   tests/neo4j/server.sh status         exit 0 (URI on stdout) if running and healthy, else 1
 #   tests/neo4j/server.sh uri [http|https|bolt]
 #                                        print a URI of the running server (exit 1 if none)
@@ -41,9 +43,10 @@
 #   NEO4J_CACHE_DIR      classpath cache, default ${XDG_CACHE_HOME:-$HOME/.cache}/memoryd-neo4j
 #   JAVA_HOME            use $JAVA_HOME/bin/java instead of `java` from PATH
 #
-# Every start of a new process begins with an empty database (the state dir's
+# Every `start` of a new process begins with an empty database (the state dir's
 # data/ is wiped); `start` against an already running, healthy server from the
-# same state dir reuses it and prints the same lines again.
+# same state dir reuses it and prints the same lines again. `restart` is the one
+# command that keeps data/ (fault tests: Neo4j going away and coming back).
 set -euo pipefail
 
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -270,6 +273,47 @@ JAVA_OPTS=(
     --add-opens=java.base/sun.nio.ch=ALL-UNNAMED
 )
 
+port_of() { # URI -> its port
+    local u=${1##*:}
+    printf '%s\n' "${u%%/*}"
+}
+
+# restart [kill]: stop the server (SIGTERM, or SIGKILL with `kill`: a crash) and
+# start it again on the SAME data and the same ports (taken from the ready file
+# of the previous run, which a crash leaves behind), with the connectors it had.
+do_restart() {
+    local how=${1:-term}
+    case $how in term | kill) ;; *) die "usage: $0 restart [kill]" ;; esac
+    need flock "util-linux"
+    exec 9>"$STATE_DIR/lock"
+    flock -w "$((START_TIMEOUT + STOP_TIMEOUT + 60))" 9 || die "timed out waiting for another start/stop on $STATE_DIR"
+    [[ -d $HOME_DIR ]] || die "nothing to restart: no data in $STATE_DIR (use start)"
+    local v
+    if v=$(ready_value http_uri); then NEO4J_HTTP_PORT=$(port_of "$v"); fi
+    if v=$(ready_value https_uri); then NEO4J_TLS=1 NEO4J_HTTPS_PORT=$(port_of "$v"); fi
+    if v=$(ready_value bolt_uri); then NEO4J_BOLT=1 NEO4J_BOLT_PORT=$(port_of "$v"); fi
+    local pid
+    if pid=$(running_pid); then
+        if [[ $how == kill ]]; then
+            log "killing Neo4j (pid $pid) with SIGKILL"
+            kill -CONT "$pid" 2>/dev/null || true
+            kill -KILL "$pid" 2>/dev/null || true
+            local waited=0
+            while kill -0 "$pid" 2>/dev/null && ((waited < 200)); do
+                sleep 0.05
+                waited=$((waited + 1))
+            done
+        else
+            log "stopping Neo4j (pid $pid)"
+            stop_pid "$pid"
+        fi
+    else
+        log "no Neo4j running from $STATE_DIR; starting it on the existing data"
+    fi
+    KEEP_DATA=1
+    launch
+}
+
 do_start() {
     need curl
     need flock "util-linux"
@@ -290,6 +334,14 @@ do_start() {
             "credentials/options; restarting it"
         stop_pid "$pid"
     fi
+    KEEP_DATA=0
+    launch
+}
+
+# Start a new server process (the caller holds the state-dir lock). KEEP_DATA=1
+# keeps data/ (restart); otherwise it is wiped first.
+launch() {
+    local pid uri
     rm -f "$PID_FILE" "$READY_FILE"
 
     if [[ $NEO4J_USERNAME != neo4j && ! $NEO4J_USERNAME =~ ^[A-Za-z0-9_.@-]+$ ]]; then
@@ -324,7 +376,9 @@ do_start() {
         read -r -a extra <<<"$NEO4J_JAVA_OPTS"
     fi
 
-    rm -rf "$HOME_DIR" # every new process starts from an empty database
+    if [[ ${KEEP_DATA:-0} != 1 ]]; then
+        rm -rf "$HOME_DIR" # every new process started by `start` begins with an empty database
+    fi
     mkdir -p "$HOME_DIR"
     : >"$LAUNCH_LOG"
     log "starting Neo4j (state dir $STATE_DIR)"
@@ -423,12 +477,13 @@ do_fetch() {
 
 case ${1:-} in
 start) do_start ;;
+restart) do_restart "${2:-term}" ;;
 stop) do_stop ;;
 status) do_status ;;
 uri) do_uri "${2:-http}" ;;
 fetch) do_fetch ;;
 *)
-    echo "usage: $0 {start|stop|status|uri [http|https|bolt]|fetch}" >&2
+    echo "usage: $0 {start|stop|restart [kill]|status|uri [http|https|bolt]|fetch}" >&2
     exit 2
     ;;
 esac
