@@ -219,7 +219,7 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
         return;
     struct api_cache_put put;
     char tag[MD_SCENARIO_ID_MAX + 4];
-    snprintf(tag, sizeof(tag), "se:%s", id);
+    snprintf(tag, sizeof(tag), "se:%.128s", id);
     api_cache_put_init(&put, req, tag);
     if (put.key[0] && api_cache_serve(req, resp, put.key, "STM entry retrieved"))
         return;
