@@ -28,6 +28,7 @@
 #include "api_int.h"
 #include "memoryd/cache.h"
 #include "memoryd/cache_sync.h"
+#include "memoryd/clock.h"
 
 #define KEY_MAX 4096
 
@@ -75,9 +76,18 @@ uint64_t api_cache_ticket(struct md_req *req)
 void api_answer_cached(struct md_req *req, struct md_resp *resp, const char *message,
                        struct md_buf *b, enum md_status st, const struct api_cache_put *put)
 {
-    if (st == MD_OK && put && put->key[0] && put->ttl_ms >= 0)
+    int64_t ttl = put ? put->ttl_ms : -1;
+    if (ttl > 0) {
+        /* An entry-bound ttl counts from req->now_ms, the instant the stores
+         * judged the entries alive; the cache counts from now. Take off the
+         * time the reads took, or the answer outlives the entry's expiry. */
+        ttl -= md_now_ms() - req->now_ms;
+        if (ttl <= 0)
+            ttl = -1;
+    }
+    if (st == MD_OK && put && put->key[0] && ttl >= 0)
         md_cache_put(api_app(req)->cache, put->key, b->data, b->len, put->tags, put->n_tags,
-                     put->ticket, put->ttl_ms);
+                     put->ticket, ttl);
     api_answer_buf(req, resp, 200, message, b, st);
 }
 

@@ -10,8 +10,10 @@
  * The publisher drains a bounded queue; if the queue overflows it replaces
  * the lost messages by one 'A' so that peers stay correct, only colder.
  * The subscriber reads with poll() and a short timeout so that stop is
- * prompt; after any reconnect it clears the local cache, because messages
- * sent while it was away are lost.
+ * prompt; after every successful SUBSCRIBE (the first one included: the
+ * daemon may have cached answers before it, e.g. while Redis was down at
+ * start-up) it clears the local cache, because messages sent while it was
+ * not subscribed are lost.
  */
 #include "memoryd/compat.h"
 
@@ -296,11 +298,12 @@ static void *subscriber(void *arg)
             backoff(s, &delay);
             continue;
         }
-        if (!first) {
-            /* Invalidations may have been missed while away. */
-            md_cache_drop_prefix(s->cache, "");
+        /* Invalidations may have been missed while away — and before the
+         * first subscription too: answers cached while Redis was down at
+         * start-up (LTM reads need no Redis) never saw the peers' writes. */
+        md_cache_drop_prefix(s->cache, "");
+        if (!first)
             atomic_fetch_add(&s->resyncs, 1);
-        }
         if (warned)
             md_log_info("cache", "subscribed to cache invalidations again");
         first = false;

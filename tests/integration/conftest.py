@@ -101,7 +101,7 @@ class RedisServer:
     def ping(self):
         try:
             return self.command("PING") in ("PONG", b"PONG")
-        except OSError:
+        except (OSError, RuntimeError):  # RuntimeError: "LOADING" while the AOF replays
             return False
 
     def command(self, *args):
@@ -888,6 +888,54 @@ def list_all(d, limit=None, max_pages=1000, **filters):
 
 def ids(entries):
     return [e["scenario_id"] for e in entries]
+
+
+class TimedClient:
+    """One kept-alive HTTP connection (load generators in the fault and soak suites):
+    request() returns (Response, seconds); a request that got no answer at all comes
+    back with status None (and the connection is re-opened on the next call)."""
+
+    def __init__(self, port, timeout=30, source=None):
+        self.port, self.timeout, self.source, self.conn = port, timeout, source, None
+        self.retries = 0  # requests sent again after a kept-alive connection was found closed
+
+    def request(self, method, path, body=None, headers=None):
+        t0 = time.monotonic()
+        hdrs = dict(headers or {})
+        if body is not None:
+            hdrs["Content-Type"] = "application/json"
+        data = json.dumps(body).encode() if body is not None else None
+        for attempt in (0, 1):
+            reused = self.conn is not None
+            try:
+                if self.conn is None:
+                    self.conn = http.client.HTTPConnection(
+                        "127.0.0.1", self.port, timeout=self.timeout,
+                        source_address=(self.source, 0) if self.source else None)
+                self.conn.request(method, path, body=data, headers=hdrs)
+                r = self.conn.getresponse()
+                resp = Response(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+                if r.will_close:
+                    self.close()
+                break
+            except (http.client.RemoteDisconnected, BrokenPipeError, ConnectionResetError) as e:
+                # A kept-alive connection the server had closed before reading this request
+                # (what every HTTP client retries); a new connection gets no second chance.
+                self.close()
+                resp = Response(None, [], repr(e))
+                if not reused:
+                    break
+                self.retries += 1
+            except (OSError, http.client.HTTPException) as e:
+                self.close()
+                resp = Response(None, [], repr(e))
+                break
+        return resp, time.monotonic() - t0
+
+    def close(self):
+        if self.conn:
+            self.conn.close()
+            self.conn = None
 
 
 def proc_fd_count(pid):
