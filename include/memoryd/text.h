@@ -18,7 +18,10 @@ size_t md_utf8_count(const char *s, size_t len);
 /* True when s is empty or only ASCII whitespace. */
 bool md_str_blank(const char *s);
 
-/* True when s has a C0 control character or DEL (tab and newline included). */
+/*
+ * True when s has a control character: C0 (tab and newline included), DEL,
+ * or C1 (U+0080..U+009F, as UTF-8).
+ */
 bool md_str_has_ctl(const char *s, size_t len);
 
 /* SHA-256 of data as 64 lowercase hex digits plus NUL. */

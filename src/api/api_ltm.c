@@ -63,19 +63,6 @@ static char *trimmed_dup(const char *s)
     return strndup(s, n);
 }
 
-/* Control characters in a concept name: C0 and DEL (md_str_has_ctl) and the
- * C1 range U+0080–U+009F (UTF-8 C2 80 … C2 9F; 0xC2 is always a lead byte). */
-static bool concept_has_ctl(const char *s, size_t len)
-{
-    if (md_str_has_ctl(s, len))
-        return true;
-    for (size_t i = 0; i + 1 < len; i++)
-        if ((unsigned char)s[i] == 0xC2 && (unsigned char)s[i + 1] <= 0x9F &&
-            (unsigned char)s[i + 1] >= 0x80)
-            return true;
-    return false;
-}
-
 /* Spec §2 "Concept names": 1–100 characters after trimming, no control
  * characters, no case-insensitive duplicates, at most max. */
 static enum md_status parse_concepts(const json_t *arr, const char *field, size_t max,
@@ -110,7 +97,7 @@ static enum md_status parse_concepts(const json_t *arr, const char *field, size_
             return md_error_set(err, MD_E_NOMEM, "out of memory");
         }
         size_t len = strlen(name), cps = md_utf8_count(name, len);
-        if (cps == 0 || cps > MD_CONCEPT_NAME_MAX || concept_has_ctl(name, len)) {
+        if (cps == 0 || cps > MD_CONCEPT_NAME_MAX || md_str_has_ctl(name, len)) {
             free(name);
             concepts_release(out);
             return md_error_set_field(err, MD_E_INVAL, f, "a concept name needs 1 to %d "
@@ -698,7 +685,7 @@ static bool parse_concept_filter(struct md_resp *resp, const char *s, struct sea
         if (!t)
             return false;
         size_t tl = strlen(t), cps = md_utf8_count(t, tl);
-        if (cps == 0 || cps > MD_CONCEPT_NAME_MAX || concept_has_ctl(t, tl)) {
+        if (cps == 0 || cps > MD_CONCEPT_NAME_MAX || md_str_has_ctl(t, tl)) {
             free(t);
             api_bad_request(resp, "concepts", "each concept in 'concepts' needs 1 to %d "
                                               "characters", MD_CONCEPT_NAME_MAX);
@@ -915,7 +902,7 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
         return;
     char *name = req->match.param_valid[0] ? trimmed_dup(req->match.params[0]) : NULL;
     size_t len = name ? strlen(name) : 0, cps = name ? md_utf8_count(name, len) : 0;
-    if (!name || cps == 0 || cps > MD_CONCEPT_NAME_MAX || concept_has_ctl(name, len) ||
+    if (!name || cps == 0 || cps > MD_CONCEPT_NAME_MAX || md_str_has_ctl(name, len) ||
         !md_utf8_valid(name, len)) {
         free(name);
         api_bad_request(resp, "name", "a concept name needs 1 to %d characters and no control "

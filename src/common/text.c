@@ -72,6 +72,10 @@ bool md_str_has_ctl(const char *s, size_t len)
         unsigned char c = (unsigned char)s[i];
         if (c < 0x20 || c == 0x7F)
             return true;
+        /* C1 controls U+0080..U+009F are 0xC2 0x80..0x9F in UTF-8 */
+        if (c == 0xC2 && i + 1 < len && (unsigned char)s[i + 1] >= 0x80 &&
+            (unsigned char)s[i + 1] <= 0x9F)
+            return true;
     }
     return false;
 }

@@ -96,6 +96,9 @@ static void test_utf8(void **state)
     assert_false(md_str_blank(" x "));
     assert_true(md_str_has_ctl("a\nb", 3));
     assert_false(md_str_has_ctl("ab", 2));
+    assert_true(md_str_has_ctl("a\xc2\x85" "b", 4)); /* U+0085 NEXT LINE */
+    assert_false(md_str_has_ctl("\xc2\xa0", 2));    /* U+00A0 is not a control */
+    assert_false(md_str_has_ctl("\xc3\xa9", 2));
 }
 
 static void test_sha256_vectors(void **state)
