@@ -15,7 +15,10 @@
  * dial starts before `retry_at_ms` (exponential backoff from 50 ms to 1 s),
  * and once it may, only one dial at a time probes (`dialling`); checkouts
  * that would need a dial meanwhile fail at once with MD_E_UNAVAIL. Idle
- * connections are still handed out during backoff: they may well work.
+ * connections are still handed out during backoff: they may well work —
+ * except after a command timed out, which closes every idle connection and
+ * enters the backoff too, so that a hanging Redis ties up at most one
+ * caller per backoff step instead of every worker.
  *
  * Locking: `lock` guards every mutable field below it in struct
  * md_redis_pool. It is never held across network I/O or redisFree().
@@ -385,12 +388,22 @@ enum md_status md_redis_pool_checkout(struct md_redis_pool *p, redisContext **ou
     }
 }
 
+/* A context that died of a socket timeout (errno text kept by hiredis). */
+static bool died_of_timeout(const redisContext *c)
+{
+    return c->err == REDIS_ERR_IO &&
+           (strstr(c->errstr, "temporarily unavailable") || strstr(c->errstr, "timed out"));
+}
+
 void md_redis_pool_checkin(struct md_redis_pool *p, redisContext *c, bool broken)
 {
     if (!c)
         return;
     if (c->err)
         broken = true;
+    bool timed_out = broken && died_of_timeout(c);
+    struct idle_conn *drained = NULL;
+    int n_drained = 0;
     pthread_mutex_lock(&p->lock);
     p->leased--;
     if (broken) {
@@ -400,10 +413,32 @@ void md_redis_pool_checkin(struct md_redis_pool *p, redisContext *c, bool broken
         p->idle[p->n_idle].since_ms = md_mono_ms();
         p->n_idle++;
     }
-    pthread_cond_signal(&p->cond);
+    if (timed_out) {
+        /*
+         * Redis stopped answering (paused, partitioned, overloaded). Trip the
+         * breaker: the idle connections would only hang their callers for
+         * another socket timeout each, so they are closed, and the next dial
+         * waits for the backoff; until then checkouts fail at once and
+         * workers stay free for other routes. A successful dial resets it.
+         */
+        drained = malloc((size_t)p->n_idle * sizeof(*drained) + 1);
+        if (drained) {
+            n_drained = p->n_idle;
+            memcpy(drained, p->idle, (size_t)n_drained * sizeof(*drained));
+            p->open -= n_drained;
+            p->n_idle = 0;
+        }
+        p->backoff_ms = MD_MAX(p->backoff_ms, BACKOFF_MIN_MS);
+        p->retry_at_ms = md_mono_ms() + p->backoff_ms;
+        snprintf(p->last_error, sizeof(p->last_error), "a command timed out");
+    }
+    pthread_cond_broadcast(&p->cond);
     pthread_mutex_unlock(&p->lock);
     if (broken)
         redisFree(c);
+    for (int i = 0; i < n_drained; i++)
+        redisFree(drained[i].ctx);
+    free(drained);
 }
 
 void md_redis_pool_stats(struct md_redis_pool *p, struct md_pool_stats *out)

@@ -1340,6 +1340,13 @@ static void test_redis_stopped(void **state)
                      MD_E_TIMEOUT);
     took = md_mono_ms() - t;
     assert_true(took >= 450 && took < 1000);
+    /* The timeout tripped the pool's breaker: the next call does not wait for
+     * another socket timeout, it fails at once (workers stay free). */
+    t = md_mono_ms();
+    assert_int_equal(create(s, "ecommerce_r3_consent", MD_VERDICT_COMPLIANT, T0, &v),
+                     MD_E_UNAVAIL);
+    assert_true(md_mono_ms() - t < 100);
+    md_sleep_ms(60); /* past the first backoff step: one caller may probe again */
     /* A read with retry on timeout: at most two socket timeouts (+ a dial). */
     t = md_mono_ms();
     enum md_status st = s->ops->get(s, "ecommerce_r1_consent", T0, &v, &err);
