@@ -215,6 +215,7 @@ static int start_serving(struct daemon *d)
     struct md_http_options ho = {
         .host = cfg->api_host,
         .port = (int)cfg->api_port,
+        .thread_per_connection = cfg->api_thread_mode == MD_THREADS_PER_CONNECTION,
         .workers = (int)cfg->api_workers,
         .max_body_bytes = (size_t)cfg->api_max_request_size,
         .max_connections = (int)cfg->api_max_connections,
@@ -229,10 +230,10 @@ static int start_serving(struct daemon *d)
         md_log_crit("main", "%s", err.msg);
         return EXIT_START;
     }
-    md_log_info("main", "memoryd %s listening on %s:%d (stm=%s, ltm=%s, workers=%lld)",
+    md_log_info("main", "memoryd %s listening on %s:%d (stm=%s, ltm=%s, threads=%s)",
                 MD_VERSION_STRING, cfg->api_host, md_http_server_port(d->http),
                 d->app.stm->ops->backend, d->app.ltm->ops->backend,
-                (long long)cfg->api_workers);
+                cfg->api_thread_mode == MD_THREADS_PER_CONNECTION ? "per connection" : "pool");
     return 0;
 }
 

@@ -48,6 +48,7 @@ enum md_cfg_key {
 enum md_stm_backend { MD_STM_EMBEDDED = 0, MD_STM_REDIS = 1 };
 enum md_ltm_backend { MD_LTM_EMBEDDED = 0, MD_LTM_NEO4J = 1 };
 enum md_sync_mode { MD_SYNC_FULL = 0, MD_SYNC_NORMAL = 1 };
+enum md_thread_mode { MD_THREADS_PER_CONNECTION = 0, MD_THREADS_POOL = 1 };
 
 struct md_config {
 #define MD_CFG(name, type, field, def, lo, hi, flags, choices, doc) MD_CFG_FIELD_##type field;

@@ -10,9 +10,9 @@
  * struct md_resp; the server turns it into an MHD response, adds
  * X-Request-Id and writes the access log.
  *
- * Threading: MHD's internal thread pool (API_WORKERS threads, epoll). A
- * handler runs on a worker thread and may block on a store only under that
- * store's timeouts. md_http_server_stop() stops accepting, waits for
+ * Threading: a thread per connection (default: a store that hangs delays
+ * only the clients waiting on it) or a pool of API_WORKERS threads. A
+ * handler may block on a store only under that store's timeouts. md_http_server_stop() stops accepting, waits for
  * in-flight requests up to a timeout, then closes every connection.
  */
 #ifndef MD_HTTP_H
@@ -90,6 +90,7 @@ struct md_http_hooks {
 struct md_http_options {
     const char *host;
     int port;
+    bool thread_per_connection; /* else a pool of `workers` threads */
     int workers;
     size_t max_body_bytes;
     int max_connections;

@@ -41,6 +41,7 @@
 #include <unistd.h>
 
 #include "memoryd/clock.h"
+#include "memoryd/conn_guard.h"
 #include "memoryd/envelope.h"
 #include "memoryd/http.h"
 #include "memoryd/json_body.h"
@@ -57,6 +58,7 @@ struct md_http_server {
     atomic_int in_flight;
     int port;
     struct MHD_Response *oom_response; /* prebuilt 503 for when a request cannot allocate */
+    struct md_conn_guard *guard; /* deadlines for slow clients (see conn_guard.h) */
 };
 
 enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
@@ -315,6 +317,31 @@ static void run_handler(struct req_ctx *ctx)
         md_resp_error(&ctx->resp, 500, "internal_error", "internal error", NULL);
 }
 
+/* ---- slow clients (see conn_guard.h) ------------------------------------------ */
+
+static struct md_conn_watch *conn_watch(struct MHD_Connection *conn)
+{
+    const union MHD_ConnectionInfo *ci =
+        conn ? MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT) : NULL;
+    return ci ? ci->socket_context : NULL;
+}
+
+/* A connection is accepted (watch it: its first request is due) or goes away. */
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode code)
+{
+    struct md_http_server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+        *socket_context = ci ? md_conn_guard_add(s->guard, ci->connect_fd) : NULL;
+        return;
+    }
+    /* libmicrohttpd closes the descriptor only after this returns. */
+    md_conn_guard_remove(s->guard, *socket_context);
+    *socket_context = NULL;
+}
+
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
                                       const char *method, const char *version,
                                       const char *upload_data, size_t *upload_data_size,
@@ -337,6 +364,11 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         md_buf_init(&ctx->resp.body, MD_RESP_MAX_BYTES);
         on_headers(ctx, method, url);
         ctx->phase = PH_BODY;
+        /* The head is in: a body still to come is due within the connection timeout. */
+        if (ctx->has_body && !ctx->decided)
+            md_conn_guard_arm(s->guard, conn_watch(conn));
+        else
+            md_conn_guard_disarm(conn_watch(conn));
         if (ctx->decided && ctx->has_body)
             return queue(ctx, conn); /* refuse now; MHD closes instead of reading the body */
         return MHD_YES;
@@ -363,6 +395,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         }
         return MHD_YES;
     }
+    md_conn_guard_disarm(conn_watch(conn)); /* the request is complete: no deadline now */
     if (!ctx->decided)
         run_handler(ctx);
     return queue(ctx, conn);
@@ -371,10 +404,10 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
 static void completed(void *cls, struct MHD_Connection *conn, void **req_cls,
                       enum MHD_RequestTerminationCode toe)
 {
-    (void)conn;
     struct md_http_server *s = cls;
     struct req_ctx *ctx = *req_cls;
     *req_cls = NULL;
+    md_conn_guard_arm(s->guard, conn_watch(conn)); /* the next request is due */
     if (!ctx)
         return;
     if (ctx->phase == PH_NEW) { /* libmicrohttpd answered or dropped it before any handler call */
@@ -448,16 +481,30 @@ static size_t identity_unescape(void *cls, struct MHD_Connection *c, char *s)
 
 static void mhd_logger(void *cls, const char *fmt, va_list ap) MD_PRINTF(2, 0);
 
+/*
+ * libmicrohttpd writes one line per refused connection ("Server reached
+ * connection limit"): a connection flood would flood the log too. A few lines
+ * per second get through; the count of the others goes with the next one.
+ */
+static struct md_log_budget mhd_log_budget = MD_LOG_BUDGET_INIT(5);
+
 static void mhd_logger(void *cls, const char *fmt, va_list ap)
 {
     (void)cls;
+    uint64_t dropped;
+    if (!md_log_budget_take(&mhd_log_budget, md_mono_ms(), &dropped))
+        return;
     char msg[512];
     if (vsnprintf(msg, sizeof(msg), fmt, ap) < 0)
         return;
     size_t n = strlen(msg);
     while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
         msg[--n] = '\0';
-    md_log_warn("http", "libmicrohttpd: %s", msg);
+    if (dropped > 0)
+        md_log_warn("http", "libmicrohttpd: %s (%llu more libmicrohttpd message(s) suppressed)",
+                    msg, (unsigned long long)dropped);
+    else
+        md_log_warn("http", "libmicrohttpd: %s", msg);
 }
 
 /* ---- start / stop ------------------------------------------------------------ */
@@ -515,26 +562,33 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     socklen_t sslen;
     if (!resolve(opt->host, opt->port, &ss, &sslen, err))
         goto fail;
+    s->guard = md_conn_guard_start((int64_t)opt->connection_timeout_s * 1000, err);
+    if (!s->guard)
+        goto fail;
     /*
+     * Thread per connection by default: handlers block on stores (under
+     * their timeouts), and with a fixed pool a hanging store could occupy
+     * every worker and delay /health and the other tier. The pool mode uses
      * poll(), not epoll: libmicrohttpd 0.9.75 can abort in a worker thread
-     * ("Failed to remove listen FD from epoll set") when the daemon is
-     * quiesced at shutdown with an epoll thread pool. Each worker serves few
-     * connections, where poll costs the same.
+     * ("Failed to remove listen FD from epoll set") when an epoll pool is
+     * quiesced at shutdown.
      */
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL | MHD_USE_ITC |
-                     MHD_USE_ERROR_LOG;
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+    flags |= opt->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_POLL;
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, access_handler, s,
         /* the logger goes first so that MHD reports option errors through it */
         MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)opt->workers,
+        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned)(opt->thread_per_connection ? 0 : opt->workers), MHD_OPTION_THREAD_STACK_SIZE,
+        (size_t)(512 * 1024),
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
-        completed, s, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
+        completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s, MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL, MHD_OPTION_UNESCAPE_CALLBACK, identity_unescape, NULL,
         MHD_OPTION_LISTENING_ADDRESS_REUSE,
         (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
     if (!s->daemon) {
@@ -546,6 +600,7 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     s->port = info ? info->port : opt->port;
     return s;
 fail:
+    md_conn_guard_stop(s->guard);
     MHD_destroy_response(s->oom_response);
     free(s);
     return NULL;
@@ -583,6 +638,7 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
         md_log_warn("http", "closing with %d request(s) still in flight after %lld ms", left,
                     (long long)grace_ms);
     MHD_stop_daemon(s->daemon);
+    md_conn_guard_stop(s->guard); /* after MHD: every connection has been removed */
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
     MHD_destroy_response(s->oom_response);
