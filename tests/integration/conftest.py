@@ -17,6 +17,8 @@ Fixtures
   neo4j_graph    the same, with the graph emptied before the test
   ltm_daemon     a daemon per LTM backend (embedded, neo4j), embedded STM
   tier_daemon    a daemon per (STM, LTM) pair for tests that span both tiers
+  own_neo4j      a Neo4j of this session alone (own state dir, HTTPS too) that fault
+                 tests may pause, crash and restart (own_neo4j_graph: graph emptied)
 
 Each daemon runs in its own temporary DATA_DIR (or Redis logical database),
 so tests never see each other's data. On teardown a daemon is stopped with
