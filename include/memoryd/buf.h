@@ -40,7 +40,9 @@ MD_MUSTCHECK enum md_status md_buf_vprintf(struct md_buf *b, const char *fmt, va
 
 /*
  * Append s (len bytes, valid UTF-8) as a JSON string literal with quotes,
- * escaping '"', '\\' and control characters.
+ * escaping '"', '\\' and control characters. A malformed UTF-8 sequence
+ * (which validated text never has, but a message quoting client bytes may)
+ * is written as U+FFFD, so the output is always valid UTF-8 JSON.
  */
 MD_MUSTCHECK enum md_status md_buf_json_str(struct md_buf *b, const char *s, size_t len);
 

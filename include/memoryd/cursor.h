@@ -17,8 +17,13 @@
 
 #include "memoryd/compat.h"
 
-#define MD_CURSOR_MAX 256         /* encoded length limit */
-#define MD_CURSOR_PAYLOAD_MAX 160 /* payload length limit */
+/*
+ * The payload must hold every position a listing hands out: the concepts
+ * listing continues after a concept's fold key, up to MD_CONCEPT_KEY_MAX
+ * (400) bytes. Encoded: base64url of payload + '.' + 16 check digits.
+ */
+#define MD_CURSOR_PAYLOAD_MAX 400 /* payload length limit */
+#define MD_CURSOR_MAX 560         /* encoded length limit (4 * ceil(417 / 3) = 556) */
 
 /* Set the HMAC key (≤ 128 bytes used). Call once at start-up, before threads. */
 void md_cursor_set_secret(const char *key);

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "memoryd/buf.h"
+#include "memoryd/text.h"
 
 void md_buf_init(struct md_buf *b, size_t max)
 {
@@ -101,6 +102,20 @@ enum md_status md_buf_printf(struct md_buf *b, const char *fmt, ...)
     return st;
 }
 
+/* Length of the well-formed UTF-8 sequence at s[0..avail) (lead byte >= 0x80), or 0. */
+static size_t utf8_seq(const char *s, size_t avail)
+{
+    unsigned char c = (unsigned char)s[0];
+    size_t n = 0;
+    if (c >= 0xC2 && c <= 0xDF)
+        n = 2;
+    else if (c >= 0xE0 && c <= 0xEF)
+        n = 3;
+    else if (c >= 0xF0 && c <= 0xF4)
+        n = 4;
+    return n && n <= avail && md_utf8_valid(s, n) ? n : 0;
+}
+
 enum md_status md_buf_json_str(struct md_buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
@@ -112,7 +127,20 @@ enum md_status md_buf_json_str(struct md_buf *b, const char *s, size_t len)
     *o++ = '"';
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)s[i];
-        if (c == '"' || c == '\\') {
+        if (c >= 0x80) {
+            /* Callers pass valid UTF-8, but an error message may quote client
+             * bytes cut mid-character (jansson's error text, truncation): a
+             * broken sequence becomes U+FFFD so the document stays UTF-8. */
+            size_t n = utf8_seq(s + i, len - i);
+            if (n == 0) {
+                memcpy(o, "\\ufffd", 6);
+                o += 6;
+            } else {
+                memcpy(o, s + i, n);
+                o += n;
+                i += n - 1;
+            }
+        } else if (c == '"' || c == '\\') {
             *o++ = '\\';
             *o++ = (char)c;
         } else if (c >= 0x20) {

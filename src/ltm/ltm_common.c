@@ -147,6 +147,8 @@ size_t md_fulltext_words(const char *q, char *buf, size_t buf_len, const char **
         /* never cut a UTF-8 sequence in half */
         while (len > 0 && len < (size_t)(p - start) && (start[len] & 0xC0) == 0x80)
             len--;
+        if (len == 0)
+            continue; /* a run of 64+ continuation bytes (invalid UTF-8): no word */
         if (o + len + 1 > buf_len)
             break;
         char *w = buf + o;
