@@ -128,6 +128,51 @@ ERROR_TYPES = ["validation_error", "unauthorized", "not_found", "method_not_allo
                "payload_too_large", "unsupported_media_type", "rate_limited", "internal_error",
                "storage_unavailable"]
 TEXT_MAX = 10000
+
+# Character classes of the server's checks (ECMA-262 and Python `re` read them alike).
+# "Control characters" are C0, DEL and C1 (U+0000-U+001F, U+007F-U+009F) everywhere; a
+# NUL (\u0000) is refused anywhere in a JSON body or a query string; "blank" means only
+# ASCII whitespace; concept names are trimmed of space, tab, CR and LF.
+CTL = r"\x00-\x1f\x7f-\x9f"
+NO_NUL = r"^[^\x00]*$"
+NO_CTL = "^[^" + CTL + "]*$"
+TEXT_RE = r"^[^\x00]*[^\x00\t\n\v\f\r ][^\x00]*$"
+SHORT_RE = "^[^" + CTL + "]*[^" + CTL + " ][^" + CTL + "]*$"  # no controls, not blank
+_CN_IN = "[^" + CTL + "]"       # inside a concept name (space included)
+_CN_END = "[^" + CTL + " ]"     # first and last character of a concept name
+CONCEPT_RE = r"^[ \t\n\r]*" + _CN_END + "(" + _CN_IN + "{0,98}" + _CN_END + r")?[ \t\n\r]*$"
+_CN_LIST_IN = "[^" + CTL + ",]"
+_CN_LIST_END = "[^" + CTL + " ,]"
+_CN_ONE = r"[ \t\n\r]*" + _CN_LIST_END + "(" + _CN_LIST_IN + "{0,98}" + _CN_LIST_END + \
+    r")?[ \t\n\r]*"
+CONCEPTS_RE = "^" + _CN_ONE + "(," + _CN_ONE + "){0,19}$"  # comma-separated, at most 20
+CURSOR_RE = r"^[A-Za-z0-9_-]{1,560}$"
+# http(s)://[userinfo@]host..., host non-empty and not starting with ':', no spaces or controls
+WEBHOOK_RE = ("^[Hh][Tt][Tt][Pp][Ss]?://([^/?# " + CTL + "]*@)?[^/?#@: " + CTL + "]"
+              "[^/?#@ " + CTL + "]*([/?#][^ " + CTL + "]*)?$")
+
+
+def cleaned_re(first, more, extra_excluded=CTL):
+    """A raw value that, with every character outside [A-Za-z0-9] dropped, starts with a
+    letter and keeps 1 + at most `more` letters and digits (domain, policy)."""
+    other = "[^A-Za-z0-9" + extra_excluded + "]"
+    return "^" + other + "*" + first + "(" + other + "*[A-Za-z0-9]){0," + str(more) + "}" + \
+        other + "*$"
+
+
+def ci_alternatives(words):
+    """^(w1|w2|...)$ matching each word ASCII-case-insensitively (no inline flags in
+    OpenAPI's regex dialect)."""
+    def one(w):
+        assert re.fullmatch(r"[A-Za-z -]+", w), w
+        return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in w)
+    return "^(" + "|".join(one(w) for w in words) + ")$"
+
+
+STATUS_INPUTS = ["Compliant", "Non-Compliant", "NonCompliant", "Non Compliant",
+                 "Partially Compliant", "PartiallyCompliant", "Partial", "Pending"]
+STATUS_INPUT_RE = ci_alternatives(STATUS_INPUTS)
+REQNUM_RE = ("^[^0-9" + CTL + "]*(0*[0-9]{1,6}([^0-9" + CTL + "][^" + CTL + "]*)?)?$")
 TTL_MIN, TTL_MAX = 60, 31536000
 MAX_SOURCES = 100
 MAX_CONCEPTS = 20
@@ -146,7 +191,7 @@ def vocabulary():
         "`Partial` and `PartiallyCompliant` (-> `Partially Compliant`) and `NonCompliant` and "
         "`Non Compliant` (-> `Non-Compliant`). Surrounding whitespace is not accepted. Stored "
         "and returned canonical (see `Status`). Anything else is 400 naming the field.",
-        example="partial"))
+        pattern=STATUS_INPUT_RE, example="partial"))
     schema("ScenarioId", string(
         "`{domain}_r{N}_{concept}`: domain 1-32 lower-case letters and digits starting with a "
         "letter, requirement number 1-6 digits, concept one or more `_`-separated runs of "
@@ -158,19 +203,22 @@ def vocabulary():
         "characters.",
         pattern=RULE_ID_RE, minLength=1, maxLength=128, example="GDPR_Consent_Unbundled_01"))
     schema("Text", string(
-        "Free text: a non-blank string (not only whitespace) of at most 10 000 characters. "
-        "Lengths count Unicode code points, not bytes.",
-        minLength=1, maxLength=TEXT_MAX))
+        "Free text: a non-blank string (not only ASCII whitespace) of at most 10 000 "
+        "characters, without NUL (`\\u0000`). Lengths count Unicode code points, not bytes.",
+        minLength=1, maxLength=TEXT_MAX, pattern=TEXT_RE))
     schema("ConceptName", string(
-        "A concept name: 1-100 characters after trimming surrounding whitespace (code points), "
-        "no control characters. Concepts are matched case-insensitively; the spelling first "
-        "stored is kept.", minLength=1, maxLength=100, example="data retention"))
+        "A concept name: 1-100 characters (code points) after trimming surrounding spaces, "
+        "tabs, CRs and LFs, with no control characters (C0, DEL and C1: U+0000-U+001F, "
+        "U+007F-U+009F) left. Concepts are matched case-insensitively; the spelling first "
+        "stored is kept (answers carry it trimmed).", minLength=1, maxLength=100,
+        pattern=CONCEPT_RE, example="data retention"))
     schema("ConfidenceScore", number(
         "A JSON number in [0, 1].", minimum=0, maximum=1, example=0.9))
     schema("Cursor", string(
-        "Opaque pagination cursor (URL-safe). Bound to the list and to the canonical filter "
-        "set that issued it, not to `limit`; any other value is 400 with `field: cursor`.",
-        example="c3RtOjEyMzQ6..."))
+        "Opaque pagination cursor (unpadded URL-safe base64, at most 560 characters). Bound "
+        "to the list and to the canonical filter set that issued it, not to `limit`; any "
+        "other value - even one of this form - is 400 with `field: cursor`.",
+        pattern=CURSOR_RE))
 
 
 # --------------------------------------------------------------------------- envelopes
@@ -241,24 +289,24 @@ def stm_schemas():
     create = obj({
         "scenario_id": ref("ScenarioId"),
         "domain": string(
-            "Generate the id from this domain: lower-cased, every character outside "
-            "`[a-z0-9]` dropped (`E-Commerce` -> `ecommerce`); the result must start with a "
-            "letter and have at most 32 characters. The raw value: non-blank, at most 256 "
-            "bytes of UTF-8, no control characters.", minLength=1, maxLength=256,
-            example="E-Commerce"),
+            "Generate the id from this domain (e.g. `E-Commerce`): lower-cased, every "
+            "character outside `[a-z0-9]` dropped (`E-Commerce` -> `ecommerce`); the result "
+            "must start with a letter and have at most 32 characters. The raw value: at most "
+            "256 bytes of UTF-8, no control characters (U+0000-U+001F, U+007F-U+009F).",
+            minLength=1, maxLength=256, pattern=cleaned_re("[A-Za-z]", 31)),
         "requirement_number": {
-            "description": "Requirement number for a generated id: the first run of digits, "
-                           "leading zeros dropped, as `r{n}` (`R1`, `req 1`, `1` -> `r1`; "
-                           "`R007` -> `r7`; no digits -> `r1`; more than 6 digits -> 400). "
-                           "A string of at most 31 characters without control characters, "
-                           "or a non-negative JSON integer.",
-            "oneOf": [string(maxLength=31), integer(minimum=0)],
-            "example": "R1"},
+            "description": "Requirement number for a generated id (e.g. `R1`): the first run "
+                           "of digits, leading zeros dropped, as `r{n}` (`R1`, `req 1`, `1` -> "
+                           "`r1`; `R007` -> `r7`; no digits -> `r1`; more than 6 digits -> "
+                           "400). A string of at most 31 bytes without control characters, "
+                           "or a JSON integer in 0 ... 999 999.",
+            "oneOf": [string(maxLength=31, pattern=REQNUM_RE),
+                      integer(minimum=0, maximum=999999)]},
         "key_concept": string(
-            "Concept part of a generated id: lower-cased, each run of characters outside "
-            "`[a-z0-9]` becomes one `_`, trimmed, cut to 40 characters (then trailing `_` "
-            "trimmed); empty -> `general`. At most 256 bytes.", maxLength=256,
-            example="consent"),
+            "Concept part of a generated id (e.g. `consent`): lower-cased, each run of "
+            "characters outside `[a-z0-9]` becomes one `_`, trimmed, cut to 40 characters "
+            "(then trailing `_` trimmed); empty -> `general`. At most 256 bytes.",
+            maxLength=256, pattern=NO_NUL),
         "requirement_text": ref("Text"),
         "initial_assessment": ref("InitialAssessmentInput"),
         "ttl_seconds": integer(
@@ -338,7 +386,7 @@ def stm_schemas():
         "count": integer("Number of entries on this page.", minimum=0),
         "next_cursor": nullable(string("Cursor of the next page; null on the last page. A "
                                        "page may be shorter than `limit` (even empty) while "
-                                       "this is not null.")),
+                                       "this is not null.", pattern=CURSOR_RE)),
         "filters": ref("StmListFilters"),
     }))
     breakdown = obj({s: integer(minimum=0) for s in STATUSES},
@@ -403,12 +451,18 @@ def ltm_schemas():
                                 "are 400 naming the element (`related_concepts[i]`).",
                                 minItems=1, maxItems=MAX_CONCEPTS, uniqueItems=True),
         "rule_id": ref("RuleId"),
-        "policy": string("Policy for a generated rule id (raw value: non-blank, at most 256 "
-                         "bytes, no control characters).", minLength=1, maxLength=256,
-                         example="GDPR"),
-        "key_concept": string("Concept for a generated rule id (non-blank, at most 256 bytes, "
-                              "no control characters).", minLength=1, maxLength=256,
-                              example="event based retention"),
+        "policy": string("Policy for a generated rule id (e.g. `GDPR`): upper-cased, every "
+                         "character outside `[A-Za-z0-9]` dropped; the result must start "
+                         "with a letter and have at most 16 characters. The raw value: at "
+                         "most 256 bytes, no control characters (U+0000-U+001F, U+007F-U+009F).",
+                         minLength=1, maxLength=256, pattern=cleaned_re("[A-Za-z]", 15)),
+        "key_concept": string("Concept for a generated rule id (e.g. `event based "
+                              "retention`): at most 256 bytes, no control characters, at "
+                              "least one ASCII letter or digit. Without it, the first "
+                              "related concept is used, which then needs an ASCII letter or "
+                              "digit too (else 400 with `field: key_concept`).",
+                              minLength=1, maxLength=256,
+                              pattern="^[^" + CTL + "]*[A-Za-z0-9][^" + CTL + "]*$"),
         "confidence_score": {"allOf": [ref("ConfidenceScore")], "default": 0.5},
     }
     one_of = [
@@ -472,7 +526,7 @@ def ltm_schemas():
                      "Ordered by score (full-text only), then confidence, then updated_at, "
                      "all descending."),
         "count": integer("Number of rules on this page.", minimum=0),
-        "next_cursor": nullable(string("Null on the last page.")),
+        "next_cursor": nullable(string("Null on the last page.", pattern=CURSOR_RE)),
         "search_type": string("`fulltext` when `q` is given, else `structured`.",
                               enum=["fulltext", "structured"]),
     }))
@@ -481,7 +535,7 @@ def ltm_schemas():
                              "rule_count": integer(minimum=0)}),
                         "Ordered by name (case-insensitively)."),
         "count": integer("Number of concepts on this page.", minimum=0),
-        "next_cursor": nullable(string("Null on the last page.")),
+        "next_cursor": nullable(string("Null on the last page.", pattern=CURSOR_RE)),
     }))
     schema("ConceptRulesData", obj({
         "concept": ref("ConceptName"),
@@ -661,8 +715,9 @@ def ops_schemas():
         "rules": arr(ref("AlertRule"), "Every rule, in creation order."),
     }))
     schema("AlertRuleCreateRequest", obj({
-        "name": string("1-100 characters (code points), UTF-8, no control characters, not "
-                       "blank; unique.", minLength=1, maxLength=100),
+        "name": string("1-100 characters (code points), UTF-8, no control characters "
+                       "(U+0000-U+001F, U+007F-U+009F), not blank; unique.", minLength=1,
+                       maxLength=100, pattern=SHORT_RE),
         "metric_name": ref("MetricName"),
         "threshold": number("A finite JSON number."),
         "comparison": ref("Comparison"),
@@ -670,11 +725,12 @@ def ops_schemas():
                                     "fires (0: at once). A JSON integer.", minimum=0,
                                     maximum=604800, default=60),
         "enabled": {"type": "boolean", "default": True},
-        "webhook_url": nullable(string("http(s) URL (at most 2048 characters, no spaces or "
-                                       "control characters) that receives the transitions "
+        "webhook_url": nullable(string("http(s) URL with a host (at most 2048 characters, "
+                                       "no spaces or control characters) that receives "
+                                       "the transitions "
                                        "of this rule as JSON; null or absent: "
                                        "ALERT_WEBHOOK_URL.", maxLength=2048,
-                                       pattern="^[Hh][Tt][Tt][Pp][Ss]?://[^ ]+$")),
+                                       pattern=WEBHOOK_RE)),
     }, required=["name", "metric_name", "threshold", "comparison"], desc=(
         "A rule compares the metric's current value (mean of the last minute) with the "
         "threshold; it never holds on too little data (10 samples in the last minute, 100 "
@@ -751,8 +807,8 @@ def ops_schemas():
         "prefix": string("Drop every cached answer whose key starts with this: keys are the "
                          "request path followed by its query (`/v1/ltm/rules/GDPR_Consent_01`, "
                          "`/v1/ltm/` for every LTM read). Absent or empty: everything. At most "
-                         "512 bytes, no control characters.", maxLength=512,
-                         example="/v1/ltm/"),
+                         "512 bytes, no control characters (U+0000-U+001F, U+007F-U+009F).",
+                         maxLength=512, pattern=NO_CTL, example="/v1/ltm/"),
     }, required=[]))
     schema("CacheInvalidateData", obj({
         "invalidated": integer("Number of cached answers dropped on this instance (peers "
@@ -903,6 +959,71 @@ def p(name):
     return {"$ref": "#/components/parameters/" + name}
 
 
+# --------------------------------------------------------------------------- examples
+# Whole request bodies (the members that exclude each other carry no examples of their own,
+# so that no tool combines them into a body the server must refuse).
+
+_ASSESSMENT = {"status": "Non-Compliant",
+               "rationale": "The sign-up form bundles marketing consent with the terms.",
+               "recommendation": "Add a separate, unticked consent checkbox."}
+_REQUIREMENT = "Users must give explicit, unbundled consent before marketing e-mails are sent."
+STM_CREATE_EXAMPLES = {
+    "givenId": ("With a scenario id", {
+        "scenario_id": "ecommerce_r1_consent", "requirement_text": _REQUIREMENT,
+        "initial_assessment": _ASSESSMENT, "ttl_seconds": 86400}),
+    "generatedId": ("With the id generated (`ecommerce_r1_consent`, or `_2`, `_3`, ...)", {
+        "domain": "E-Commerce", "requirement_number": "R1", "key_concept": "consent",
+        "requirement_text": _REQUIREMENT, "initial_assessment": _ASSESSMENT}),
+}
+_RULE = {"rule_text": "Marketing consent must be a separate, unticked opt-in.",
+         "related_concepts": ["consent", "marketing"], "confidence_score": 0.9}
+PROMOTE_EXAMPLES = {
+    "givenId": ("With a rule id", dict(rule_id="GDPR_Consent_Unbundled_01", **_RULE)),
+    "generatedId": ("With the id generated (`GDPR_ConsentUnbundled_01`, or the next free "
+                    "number)", dict(policy="GDPR", key_concept="consent unbundled", **_RULE)),
+}
+LTM_CREATE_EXAMPLES = {
+    name: (summ, dict(value, source_scenario_ids=["ecommerce_r1_consent"]))
+    for name, (summ, value) in PROMOTE_EXAMPLES.items()
+}
+
+
+# --------------------------------------------------------------------------- links
+# How the answer of one operation feeds the next (OpenAPI links; clients and test
+# generators such as schemathesis follow them).
+
+def link(op_id, desc, **params):
+    return {"operationId": op_id, "description": desc, "parameters": params}
+
+
+SID_FROM_ENTRY = "$response.body#/data/stm_entry/scenario_id"
+RID_FROM_RULE = "$response.body#/data/ltm_rule/rule_id"
+
+
+def entry_links(sid):
+    """Operations on the STM entry whose id is `sid` (a runtime expression)."""
+    return {
+        "GetStmEntry": link("getStmEntry", "Read the entry.", id=sid),
+        "PatchStmEntry": link("patchStmEntry", "Update fields of the entry.", id=sid),
+        "PutStmFeedback": link("putStmFeedback", "Record human feedback on the entry.",
+                               id=sid),
+        "PutStmTtl": link("putStmTtl", "Change the entry's remaining lifetime.", id=sid),
+        "GetTrace": link("getTrace", "Trace the scenario across the tiers.", scenario_id=sid),
+        "DeleteStmEntry": link("deleteStmEntry", "Delete the entry.", id=sid),
+    }
+
+
+def rule_links(rid):
+    """Operations on the LTM rule whose id is `rid` (a runtime expression)."""
+    return {
+        "GetLtmRule": link("getLtmRule", "Read the rule with its traceability.", id=rid),
+        "PatchLtmRule": link("patchLtmRule", "Update the rule.", id=rid),
+        "GetLtmRuleHistory": link("getLtmRuleHistory", "The rule's versions.", id=rid),
+        "GetLtmRuleAudit": link("getLtmRuleAudit", "The rule's audit trail.", id=rid),
+        "DeleteLtmRule": link("deleteLtmRule", "Delete the rule.", id=rid),
+    }
+
+
 def q(name, desc, s):
     return {"name": name, "in": "query", "required": False, "description": desc, "schema": s}
 
@@ -915,16 +1036,24 @@ OPEN = []
 
 
 def operation(tag, op_id, summary, desc, ok, errors, *, params=(), body=None,
-              body_required=True, security=V1, error_desc=None):
-    """ok: (status, description, content-or-None, headers tuple)."""
+              body_required=True, security=V1, error_desc=None, body_examples=None, links=None):
+    """ok: (status, description, content-or-None, headers tuple).
+    body_examples: {name: (summary, value)}, whole request bodies (media-type `examples`).
+    links: {name: link object} of the success response."""
     o = {"tags": [tag], "operationId": op_id, "summary": summary, "description": desc}
     o["parameters"] = list(params) + [p("RequestId")]
     if body is not None:
         o["requestBody"] = {"required": body_required, "content": json_content(body)}
+        if body_examples:
+            o["requestBody"]["content"]["application/json"]["examples"] = {
+                name: {"summary": summ, "value": value}
+                for name, (summ, value) in body_examples.items()}
     status, ok_desc, content, extra_headers = ok
     r = {"description": ok_desc, "headers": std_headers(*extra_headers)}
     if content is not None:
         r["content"] = content
+    if links:
+        r["links"] = links
     responses = {str(status): r}
     error_desc = error_desc or {}
     codes = set(errors) | {400, 413, 500, 503}
@@ -959,7 +1088,8 @@ def paths():
              json_content(success(ref("StmEntryData"))), ("Location",)),
             [409], body=ref("StmCreateRequest"),
             error_desc={409: "`conflict` with `field: scenario_id`: the given scenario_id "
-                             "exists (the entry is not changed)."}),
+                             "exists (the entry is not changed)."},
+            body_examples=STM_CREATE_EXAMPLES, links=entry_links(SID_FROM_ENTRY)),
         "get": operation(
             stm, "listStmEntries", "List STM entries",
             "Live entries, newest first, filtered and paged. Filters are ANDed. The answer "
@@ -976,8 +1106,10 @@ def paths():
                 q("has_feedback", "Exactly `true` or `false`.",
                   string(enum=["true", "false"])),
                 q("domain", "The id's domain part, after the same cleaning as id generation "
-                            "(`E-Commerce` matches `ecommerce_r1_...`).",
-                  string(minLength=1)),
+                            "(`E-Commerce` matches `ecommerce_r1_...`): the value must keep 1 "
+                            "to 32 letters and digits, starting with a letter, once every "
+                            "character outside `[A-Za-z0-9]` is dropped.",
+                  string(minLength=1, pattern=cleaned_re("[A-Za-z]", 31, r"\x00"))),
                 p("StmLimit"), p("Cursor")]),
     }
     P["/v1/stm/entries/{id}"] = {
@@ -1010,7 +1142,10 @@ def paths():
             "Atomic: concurrent feedback updates never lose one (the last applied wins "
             "whole). Always bumps `updated_at`; keeps the remaining TTL." + write_note,
             (200, "Recorded.", json_content(success(ref("StmEntryData"))), ()),
-            [404], params=[sid], body=ref("StmFeedbackRequest")),
+            [404], params=[sid], body=ref("StmFeedbackRequest"),
+            links={"PromoteStmEntry": link("promoteStmEntry", "With feedback recorded, the "
+                                                              "entry can be promoted.",
+                                           id="$request.path.id")}),
     }
     P["/v1/stm/entries/{id}/ttl"] = {
         "put": operation(
@@ -1036,6 +1171,7 @@ def paths():
             (201, "Created. `Location` is `/v1/ltm/rules/{rule_id}`.",
              json_content(success(ref("LtmRuleData"))), ("Location",)),
             [404, 409], params=[sid], body=ref("PromoteRequest"),
+            body_examples=PROMOTE_EXAMPLES, links=rule_links(RID_FROM_RULE),
             error_desc={404: "`not_found`: no live STM entry with this id.",
                         409: "`conflict`: the entry has no human feedback (`field: "
                              "human_feedback`), or the rule id exists (`field: rule_id`), or "
@@ -1053,7 +1189,8 @@ def paths():
              json_content(success(ref("LtmRuleData"))), ("Location",)),
             [409], body=ref("LtmRuleCreateRequest"),
             error_desc={409: "`conflict` with `field: rule_id`: the rule id exists, or no "
-                             "free number is left for a generated id."}),
+                             "free number is left for a generated id."},
+            body_examples=LTM_CREATE_EXAMPLES, links=rule_links(RID_FROM_RULE)),
         "get": operation(
             ltm, "searchLtmRules", "Search LTM rules",
             "Full-text search (`q`) and/or structured filters (ANDed). Ordered by score "
@@ -1062,21 +1199,24 @@ def paths():
             (200, "A page of rules.", json_content(success(ref("LtmSearchData"))), ()),
             [],
             params=[
-                q("q", "Full-text query over rule text and concept names: non-blank, at most "
-                       "1000 characters. Split into words (runs of letters and digits, "
-                       "case-insensitive; the first 32 distinct words, each cut to 64 bytes); "
-                       "a rule matching any word matches, best matches first. Words are never "
-                       "operators. No word at all -> 400.", string(minLength=1,
-                                                                   maxLength=1000)),
-                q("concepts", "Comma-separated concept names (at most 20, each 1-100 "
-                              "characters after trimming): rules related to any of them, "
+                q("q", "Full-text query over rule text and concept names: at most 1000 "
+                       "characters. Split into words (runs of ASCII letters, ASCII digits and "
+                       "non-ASCII characters, case-insensitive; the first 32 distinct words, "
+                       "each cut to 64 bytes); a rule matching any word matches, best matches "
+                       "first. Words are never operators. No word at all -> 400.",
+                  string(minLength=1, maxLength=1000,
+                         pattern=r"^[^\x00]*[^\x00-\x2f\x3a-\x40\x5b-\x60\x7b-\x7f][^\x00]*$")),
+                q("concepts", "Comma-separated concept names (at most 20; each, trimmed of "
+                              "spaces, tabs, CRs and LFs, has 1-100 characters and no control "
+                              "characters, as `ConceptName`): rules related to any of them, "
                               "whole names compared case-insensitively.",
-                  string(minLength=1)),
+                  string(minLength=1, pattern=CONCEPTS_RE)),
                 q("policy", "Policy, case-insensitive: 1-16 letters and digits starting with "
                             "a letter.", string(pattern="^[A-Za-z][A-Za-z0-9]{0,15}$")),
-                q("min_confidence", "Minimum confidence: a decimal number in [0, 1] (digits "
-                                    "and `.` only).",
-                  number(minimum=0, maximum=1)),
+                q("min_confidence", "Minimum confidence: a decimal number in [0, 1] written "
+                                    "with digits and at most one `.` only (`0.5`, `.5`, `1`; "
+                                    "no sign, no exponent).",
+                  string(pattern=r"^(0+(\.[0-9]*)?|0*\.[0-9]+|0*1(\.0*)?)$", example="0.5")),
                 q("limit", "Page size: decimal digits in 1 ... 100.",
                   integer(minimum=1, maximum=100, default=10)),
                 p("Cursor")]),
@@ -1097,7 +1237,10 @@ def paths():
             write_note.replace("the entry", "the rule"),
             (200, "Updated, or nothing changed (`changed: false`).",
              json_content(success(ref("LtmRulePatchData"))), ()),
-            [404], params=[rid], body=ref("LtmRulePatchRequest")),
+            [404], params=[rid], body=ref("LtmRulePatchRequest"),
+            links={"GetLtmRuleHistory": link("getLtmRuleHistory", "The versions, the new one "
+                                                                  "last.",
+                                             id="$request.path.id")}),
         "delete": operation(
             ltm, "deleteLtmRule", "Delete an LTM rule",
             "Deletes the rule and its versions; concepts and policies left without any rule "
@@ -1195,7 +1338,9 @@ def paths():
             (201, "Created.", json_content(success(ref("AlertRuleData"))), ()),
             [409], body=ref("AlertRuleCreateRequest"),
             error_desc={409: "`conflict`: a rule with this name exists (`field: name`), or "
-                             "the instance already has 100 rules."}),
+                             "the instance already has 100 rules."},
+            links={"DeleteAlertRule": link("deleteAlertRule", "Delete the rule.",
+                                           name="$response.body#/data/rule/name")}),
     }
     P["/v1/alerts/rules/{name}"] = {
         "delete": operation(
@@ -1205,8 +1350,8 @@ def paths():
             [404],
             params=[{"name": "name", "in": "path", "required": True,
                      "description": "Rule name (percent-decoded): 1-100 characters, no "
-                                    "control characters; else 400 `field: name`.",
-                     "schema": string(minLength=1, maxLength=100)}],
+                                    "control characters, not blank; else 400 `field: name`.",
+                     "schema": string(minLength=1, maxLength=100, pattern=SHORT_RE)}],
             error_desc={404: "`not_found`: no alert rule with this name."}),
     }
     P["/v1/cache/invalidate"] = {
@@ -1336,8 +1481,10 @@ query parameters are rejected the same way (400, `field` = the parameter), as ar
 parameters, a query string over 8192 bytes or 32 parameters, bad percent-escapes and invalid \
 UTF-8. `ttl_seconds`, `limit` and `duration_seconds` are JSON integers (`60.0` is refused), or \
 decimal digits in a query string. `maxLength` of texts counts Unicode code points; limits \
-stated in bytes are bytes of UTF-8. Input statuses are matched case-insensitively with \
-aliases (`StatusInput`); output statuses are canonical (`Status`). Every input is validated \
+stated in bytes are bytes of UTF-8. "Control characters" are C0, DEL and C1 \
+(U+0000-U+001F, U+007F-U+009F); where a field refuses them, its `pattern` says so. Input \
+statuses are matched case-insensitively with aliases (`StatusInput`); output statuses are \
+canonical (`Status`). Every input is validated \
 before any store is touched.
 
 **Routing.** An unknown path is 404. A known path with a method it does not list here \
