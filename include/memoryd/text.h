@@ -24,6 +24,13 @@ bool md_str_blank(const char *s);
  */
 bool md_str_has_ctl(const char *s, size_t len);
 
+/*
+ * Copy the NUL-terminated src into dst[cap] (cap >= 1), truncating like
+ * snprintf(dst, cap, "%s", src) but without its formatting cost. Returns
+ * false when src was truncated.
+ */
+bool md_str_copy(char *dst, size_t cap, const char *src);
+
 /* SHA-256 of data as 64 lowercase hex digits plus NUL. */
 #define MD_SHA256_HEX_LEN 65
 void md_sha256_hex(const void *data, size_t len, char out[MD_SHA256_HEX_LEN]);

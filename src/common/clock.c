@@ -60,11 +60,24 @@ void md_iso8601(int64_t epoch_ms, char out[MD_ISO8601_LEN])
     int y;
     unsigned mo, d;
     civil_from_days(days, &y, &mo, &d);
-    /* The modulo operations only tell the compiler the ranges it cannot
-     * prove; the values are already in range. */
-    snprintf(out, MD_ISO8601_LEN, "%04u-%02u-%02uT%02u:%02u:%02u.%03uZ", (unsigned)y % 10000u,
-             mo % 100u, d % 100u, (unsigned)(sod / 3600) % 24u, (unsigned)(sod / 60) % 60u,
-             (unsigned)sod % 60u, (unsigned)ms % 1000u);
+    /* Hand-formatted: this runs several times per request (envelope, access
+     * log), and snprintf costs ten times as much. */
+    unsigned fields[7] = {(unsigned)y % 10000u,         mo % 100u,
+                          d % 100u,                     (unsigned)(sod / 3600) % 24u,
+                          (unsigned)(sod / 60) % 60u,   (unsigned)sod % 60u,
+                          (unsigned)ms % 1000u};
+    static const unsigned width[7] = {4, 2, 2, 2, 2, 2, 3};
+    static const char sep[7] = {'-', '-', 'T', ':', ':', '.', 'Z'};
+    char *o = out;
+    for (int f = 0; f < 7; f++) {
+        for (unsigned i = width[f]; i-- > 0;) {
+            o[i] = (char)('0' + fields[f] % 10u);
+            fields[f] /= 10u;
+        }
+        o += width[f];
+        *o++ = sep[f];
+    }
+    *o = '\0';
 }
 
 static bool digits(const char *s, int n, int *out)

@@ -332,3 +332,14 @@ bool md_consttime_eq(const void *a, size_t alen, const void *b, size_t blen)
         diff |= (unsigned char)(x[i] ^ y[i]);
     return diff == 0;
 }
+
+bool md_str_copy(char *dst, size_t cap, const char *src)
+{
+    size_t n = strlen(src);
+    bool whole = n < cap;
+    if (!whole)
+        n = cap - 1;
+    memcpy(dst, src, n);
+    dst[n] = '\0';
+    return whole;
+}

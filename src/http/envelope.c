@@ -57,7 +57,10 @@ static enum md_status close_envelope(struct md_buf *b)
 {
     char ts[MD_ISO8601_LEN];
     md_iso8601(md_now_ms(), ts);
-    return md_buf_printf(b, ",\"timestamp\":\"%s\"}", ts);
+    enum md_status st = md_buf_puts(b, ",\"timestamp\":\"");
+    if (st == MD_OK)
+        st = md_buf_append(b, ts, MD_ISO8601_LEN - 1);
+    return st == MD_OK ? md_buf_puts(b, "\"}") : st;
 }
 
 static enum md_status put_message(struct md_buf *b, const char *message)

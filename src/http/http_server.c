@@ -108,14 +108,14 @@ void md_resp_header(struct md_resp *resp, const char *name, const char *value)
 {
     for (size_t i = 0; i < resp->n_headers; i++)
         if (strcasecmp(resp->headers[i].name, name) == 0) {
-            snprintf(resp->headers[i].value, sizeof(resp->headers[i].value), "%s", value);
+            md_str_copy(resp->headers[i].value, sizeof(resp->headers[i].value), value);
             return;
         }
     if (resp->n_headers == MD_RESP_MAX_HEADERS)
         return;
     struct md_resp_header *h = &resp->headers[resp->n_headers++];
-    snprintf(h->name, sizeof(h->name), "%s", name);
-    snprintf(h->value, sizeof(h->value), "%s", value);
+    md_str_copy(h->name, sizeof(h->name), name);
+    md_str_copy(h->value, sizeof(h->value), value);
 }
 
 /* X-Request-Id: the client's if it is 1–64 chars of [A-Za-z0-9._-], else 32 random hex. */
@@ -571,7 +571,11 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
      * every worker and delay /health and the other tier. The pool mode uses
      * poll(), not epoll: libmicrohttpd 0.9.75 can abort in a worker thread
      * ("Failed to remove listen FD from epoll set") when an epoll pool is
-     * quiesced at shutdown.
+     * quiesced at shutdown. Per-connection mode keeps libmicrohttpd's
+     * select(): with poll() its listening thread accepts past
+     * API_MAX_CONNECTIONS and resets the extra clients instead of leaving
+     * them in the listen queue. select() serves descriptors below
+     * FD_SETSIZE (1024) only, which the API_MAX_CONNECTIONS doc states.
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
     flags |= opt->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_POLL;
@@ -587,7 +591,7 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
         MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
         MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
         completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
         identity_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE,

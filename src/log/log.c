@@ -98,6 +98,22 @@ static void append_raw(char *line, size_t *pos, size_t cap, const char *s)
     *pos += n;
 }
 
+/* Append the decimal digits of v (the access log's hot path avoids printf). */
+static void append_int(char *line, size_t *pos, size_t cap, long long v)
+{
+    char digits[24];
+    size_t n = 0;
+    unsigned long long u = v < 0 ? 0ull - (unsigned long long)v : (unsigned long long)v;
+    do {
+        digits[n++] = (char)('0' + u % 10u);
+        u /= 10u;
+    } while (u && n < sizeof(digits));
+    if (v < 0 && n < sizeof(digits))
+        digits[n++] = '-';
+    while (n > 0 && *pos + 2 < cap)
+        line[(*pos)++] = digits[--n];
+}
+
 /* Text lines must stay one line: replace control characters by spaces. */
 static void sanitize_text(char *s)
 {
@@ -164,7 +180,6 @@ void md_log_access(const char *method, const char *path, int status, int64_t dur
     char line[LINE_MAX_BYTES];
     size_t pos = 0;
     if (atomic_load_explicit(&g_format, memory_order_relaxed) == MD_LOG_JSON) {
-        char tail[128];
         append_raw(line, &pos, sizeof(line), "{\"timestamp\":\"");
         append_raw(line, &pos, sizeof(line), ts);
         append_raw(line, &pos, sizeof(line), "\",\"level\":\"INFO\",\"component\":\"access\","
@@ -172,15 +187,26 @@ void md_log_access(const char *method, const char *path, int status, int64_t dur
         json_escape_into(line, &pos, sizeof(line) - 200, method);
         append_raw(line, &pos, sizeof(line), "\",\"path\":\"");
         json_escape_into(line, &pos, sizeof(line) - 200, path);
-        snprintf(tail, sizeof(tail), "\",\"status\":%d,\"duration_us\":%lld,\"request_id\":\"",
-                 status, (long long)duration_us);
-        append_raw(line, &pos, sizeof(line), tail);
+        append_raw(line, &pos, sizeof(line), "\",\"status\":");
+        append_int(line, &pos, sizeof(line), status);
+        append_raw(line, &pos, sizeof(line), ",\"duration_us\":");
+        append_int(line, &pos, sizeof(line), (long long)duration_us);
+        append_raw(line, &pos, sizeof(line), ",\"request_id\":\"");
         json_escape_into(line, &pos, sizeof(line) - 4, request_id);
         append_raw(line, &pos, sizeof(line), "\"}");
     } else {
-        int n = snprintf(line, sizeof(line), "%s INFO     access: %s %s %d %lldus %s", ts, method,
-                         path, status, (long long)duration_us, request_id);
-        pos = n < 0 ? 0 : MD_MIN((size_t)n, sizeof(line) - 2);
+        /* "<ts> INFO     access: <method> <path> <status> <µs>us <request id>" */
+        append_raw(line, &pos, sizeof(line), ts);
+        append_raw(line, &pos, sizeof(line), " INFO     access: ");
+        append_raw(line, &pos, sizeof(line), method);
+        append_raw(line, &pos, sizeof(line), " ");
+        append_raw(line, &pos, sizeof(line), path);
+        append_raw(line, &pos, sizeof(line), " ");
+        append_int(line, &pos, sizeof(line), status);
+        append_raw(line, &pos, sizeof(line), " ");
+        append_int(line, &pos, sizeof(line), (long long)duration_us);
+        append_raw(line, &pos, sizeof(line), "us ");
+        append_raw(line, &pos, sizeof(line), request_id);
         line[pos] = '\0';
         sanitize_text(line);
     }

@@ -76,6 +76,32 @@ static void test_iso8601(void **state)
     int64_t a = md_mono_us();
     md_sleep_ms(2);
     assert_true(md_mono_us() - a >= 2000);
+    md_iso8601(253402300799999LL, s); /* the last millisecond of year 9999 */
+    assert_string_equal(s, "9999-12-31T23:59:59.999Z");
+    /* a sample of the milliseconds of one day round-trips */
+    for (int64_t t = 1795651200000LL; t < 1795651200000LL + 86400000LL; t += 997 * 61) {
+        md_iso8601(t, s);
+        assert_int_equal(strlen(s), MD_ISO8601_LEN - 1);
+        assert_true(md_iso8601_parse(s, &back));
+        assert_int_equal(back, t);
+    }
+}
+
+static void test_str_copy(void **state)
+{
+    (void)state;
+    char d[6];
+    assert_true(md_str_copy(d, sizeof(d), "abc"));
+    assert_string_equal(d, "abc");
+    assert_true(md_str_copy(d, sizeof(d), "abcde"));
+    assert_string_equal(d, "abcde");
+    assert_false(md_str_copy(d, sizeof(d), "abcdef"));
+    assert_string_equal(d, "abcde");
+    assert_true(md_str_copy(d, sizeof(d), ""));
+    assert_string_equal(d, "");
+    char one[1];
+    assert_false(md_str_copy(one, sizeof(one), "x"));
+    assert_string_equal(one, "");
 }
 
 static void test_utf8(void **state)
@@ -201,6 +227,7 @@ int main(void)
         cmocka_unit_test(test_utf8),               cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_percent_decode),     cmocka_unit_test(test_random_and_consttime),
         cmocka_unit_test(test_cursor),            cmocka_unit_test(test_hmac_vectors),
+        cmocka_unit_test(test_str_copy),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
