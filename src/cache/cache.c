@@ -363,7 +363,11 @@ static void bump_one(struct md_cache *c, const char *name, uint64_t seq)
     struct tag **head = &t->table[(h / STRIPES) & (t->n_buckets - 1)];
     for (struct tag *g = *head; g; g = g->next)
         if (g->hash == h && strcmp(g->name, name) == 0) {
-            g->seq = seq;
+            /* Two bumps of one tag may apply in the other order than they
+             * took their numbers: never lower it, or a value read under a
+             * ticket between the two would pass as fresh. */
+            if (seq > g->seq)
+                g->seq = seq;
             pthread_mutex_unlock(&t->lock);
             return;
         }
