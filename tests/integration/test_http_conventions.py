@@ -329,3 +329,40 @@ def test_api_keys(daemon):
 
 def test_without_api_keys_routes_are_open(shared_stm_daemon):
     ok(shared_stm_daemon.get("/v1/stm/stats", headers={"Authorization": "Bearer anything"}))
+
+
+# --------------------------------------------------------------------------- access log
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_one_access_log_line_per_request(daemon, fmt):
+    """Every request leaves exactly one access line: method, path, status, µs, request id."""
+    d = daemon(LOG_FORMAT=fmt)
+    calls = [("GET", "/health", 200), ("GET", f"{BASE}/nosuch_r1_entry", 404),
+             ("DELETE", "/health", 405), ("POST", BASE, 400)]
+    rids = []
+    for i, (method, path, status) in enumerate(calls):
+        rid = f"accesslog-{fmt}-{i}"
+        r = d.request(method, path, body={} if method == "POST" else None,
+                      headers={"X-Request-Id": rid})
+        assert r.status == status, (method, path, r.status)
+        rids.append(rid)
+
+    def lines():
+        return [ln for ln in d.read_log().splitlines() if "accesslog-" in ln]
+    wait_for(lambda: len(lines()) >= len(calls), 5, what="the access log lines")
+    got = lines()
+    assert len(got) == len(calls), got
+    for (method, path, status), rid, line in zip(calls, rids, got):
+        if fmt == "json":
+            rec = json.loads(line)
+            assert rec["component"] == "access" and rec["level"] == "INFO", rec
+            assert (rec["method"], rec["path"], rec["status"], rec["request_id"]) == \
+                (method, path, status, rid), rec
+            assert isinstance(rec["duration_us"], int) and 0 <= rec["duration_us"] < 10**7, rec
+            assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", rec["timestamp"]), rec
+        else:
+            m = re.fullmatch(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z) INFO +access: "
+                             r"(\S+) (\S+) (\d{3}) (\d+)us (\S+)", line)
+            assert m, line
+            assert (m[2], m[3], int(m[4]), m[6]) == (method, path, status, rid), line
+            assert int(m[5]) < 10**7, line
