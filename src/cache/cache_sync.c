@@ -7,8 +7,9 @@
  * (drop everything). Items never contain '\n' (tags and prefixes are built
  * from validated ids and paths).
  *
- * The publisher drains a bounded queue; if the queue overflows it replaces
- * the lost messages by one 'A' so that peers stay correct, only colder.
+ * The publisher drains a bounded queue, merging consecutive tag messages into
+ * one PUBLISH (up to MSG_MAX bytes); if the queue overflows it replaces the
+ * lost messages by one 'A' so that peers stay correct, only colder.
  * The subscriber reads with poll() and a short timeout so that stop is
  * prompt; after every successful SUBSCRIBE (the first one included: the
  * daemon may have cached answers before it, e.g. while Redis was down at
@@ -146,6 +147,45 @@ void md_cache_sync_prefix(struct md_cache_sync *s, const char *prefix)
     enqueue(s, (o > 0 && (size_t)o < sizeof(buf)) ? strdup(buf) : NULL);
 }
 
+/* True when msg is this process's tag message ("<origin>\nT…"). */
+static bool is_tags(const struct md_cache_sync *s, const char *msg, size_t olen)
+{
+    return strncmp(msg, s->origin, olen) == 0 && msg[olen] == '\n' && msg[olen + 1] == 'T' &&
+           (msg[olen + 2] == '\n' || msg[olen + 2] == '\0');
+}
+
+/*
+ * Append the tag messages queued right behind the tag message msg to it, up
+ * to MSG_MAX bytes: a burst of writes costs one PUBLISH instead of one each
+ * (Redis and every peer handle fewer messages). Order is kept: merging stops
+ * at the first message of another kind. Caller holds s->lock.
+ */
+static char *merge_tags_locked(struct md_cache_sync *s, char *msg)
+{
+    size_t olen = strlen(s->origin), head = olen + 2; /* "<origin>\nT" */
+    if (!is_tags(s, msg, olen))
+        return msg;
+    size_t len = strlen(msg);
+    while (s->count) {
+        char *next = s->queue[s->head];
+        if (!is_tags(s, next, olen))
+            break;
+        size_t add = strlen(next) - head; /* "\n<tag>\n<tag>…" */
+        if (len + add >= MSG_MAX)
+            break;
+        char *grown = realloc(msg, len + add + 1);
+        if (!grown)
+            break; /* publish what we have; the rest goes next time */
+        memcpy(grown + len, next + head, add + 1);
+        msg = grown;
+        len += add;
+        free(next);
+        s->head = (s->head + 1) % QUEUE_MAX;
+        s->count--;
+    }
+    return msg;
+}
+
 /* Take the next message (or an 'A' after an overflow); NULL when stopping. */
 static char *dequeue(struct md_cache_sync *s)
 {
@@ -166,6 +206,7 @@ static char *dequeue(struct md_cache_sync *s)
             msg = s->queue[s->head];
             s->head = (s->head + 1) % QUEUE_MAX;
             s->count--;
+            msg = merge_tags_locked(s, msg);
         }
     }
     pthread_mutex_unlock(&s->lock);

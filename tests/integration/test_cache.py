@@ -30,8 +30,8 @@ import time
 import uuid
 from urllib.parse import quote
 
-from conftest import (cache_counters, create, create_rule, entry_body, err, feedback_body,
-                      give_feedback, now_ms, ok, parse_ts, promote, rule_body, unique_domain,
+from conftest import (TimedClient, cache_counters, create, create_rule, entry_body, err,
+                      feedback_body, give_feedback, now_ms, ok, parse_ts, promote, rule_body, unique_domain,
                       unique_policy)
 
 STM = "/v1/stm/entries"
@@ -425,6 +425,39 @@ def test_two_daemons_on_one_redis_share_invalidations(daemon, neo4j_graph):
     poll(lambda: a.get(stm).status == 404, 2, "daemon A still serves the deleted entry")
     poll(lambda: ok(a.get(rule2))["traceability"]["source_scenarios"][0]["in_stm"] is False, 2,
          "daemon A still shows the deleted entry in_stm")
+
+
+def test_a_burst_of_writes_on_one_daemon_reaches_the_peer(daemon):
+    """B's publisher merges queued invalidations into one message per burst: 16
+    threads writing feedback through B at once, every entry A had cached shows the
+    last write within 2 s of the burst's end."""
+    a = daemon(stm="redis")
+    b = daemon(stm="redis", share_db=a)
+    sids = [create(b)["scenario_id"] for _ in range(48)]
+    paths = [f"{STM}/{sid}" for sid in sids]
+    read_cached(a, paths, settle_s=2)
+    last = {}
+
+    def writer(k):
+        cl = TimedClient(b.port, 30)  # one connection per thread
+        try:
+            for i, sid in enumerate(sids[k::16]):
+                decision = f"burst {k}-{i}"
+                r, _ = cl.request("PUT", f"{STM}/{sid}/feedback",
+                                  fb(decision, final_status="Compliant"))
+                if r.status == 200:
+                    last[sid] = decision
+        finally:
+            cl.close()
+    threads = [threading.Thread(target=writer, args=(k,)) for k in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert len(last) == len(sids)
+    for sid, path in zip(sids, paths):
+        poll(lambda: ok(a.get(path))["stm_entry"]["human_feedback"]["decision"] == last[sid],
+             2, f"daemon A still serves {sid} as it was before B's burst")
 
 
 def test_invalidate_on_one_daemon_drops_the_peers_entries(daemon):
