@@ -31,8 +31,8 @@ import uuid
 from urllib.parse import quote
 
 from conftest import (TimedClient, cache_counters, create, create_rule, entry_body, err,
-                      feedback_body, give_feedback, now_ms, ok, parse_ts, promote, rule_body, unique_domain,
-                      unique_policy)
+                      feedback_body, give_feedback, now_ms, ok, parse_ts, promote, rule_body,
+                      unique_domain, unique_policy)
 
 STM = "/v1/stm/entries"
 RULES = "/v1/ltm/rules"
