@@ -58,6 +58,16 @@ sqlite3 *md_sqlite_handle(struct md_sqlite_conn *c);
  */
 sqlite3_stmt *md_sqlite_prepare(struct md_sqlite_conn *c, const char *sql, struct md_error *err);
 
+/* md_sqlite_prepare() that also sets *st from err on failure (for status chains). */
+sqlite3_stmt *md_sqlite_prep(struct md_sqlite_conn *c, const char *sql, enum md_status *st,
+                             struct md_error *err);
+
+/* Bind s as static text, or NULL when s is NULL; an SQLite result code. */
+int md_sqlite_bind_text(sqlite3_stmt *q, int i, const char *s);
+
+/* Owned copy of text column i ("" for NULL), its length in *len_out if given; NULL on OOM. */
+char *md_sqlite_col_dup(sqlite3_stmt *q, int i, size_t *len_out);
+
 /*
  * BEGIN IMMEDIATE / COMMIT / ROLLBACK on a lease. md_sqlite_begin() first
  * takes the database's in-process write lock (waiting up to the busy timeout,

@@ -218,21 +218,6 @@ static enum md_status malformed(struct md_error *err, const char *what)
     return md_error_set(err, MD_E_INTERNAL, "stored %s is malformed", what);
 }
 
-/* Prepared statement or NULL with *st set from err. */
-static sqlite3_stmt *prep(struct md_sqlite_conn *c, const char *sql, enum md_status *st,
-                          struct md_error *err)
-{
-    sqlite3_stmt *s = md_sqlite_prepare(c, sql, err);
-    if (!s)
-        *st = err && err->code != MD_OK ? err->code : MD_E_INTERNAL;
-    return s;
-}
-
-static int bind_text(sqlite3_stmt *q, int i, const char *s)
-{
-    return s ? sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(q, i);
-}
-
 /* Step a statement that returns no rows we need. */
 static enum md_status step_done(struct md_sqlite_conn *c, sqlite3_stmt *q, const char *what,
                                 struct md_error *err)
@@ -260,20 +245,6 @@ static const char *col_text(sqlite3_stmt *q, int i)
 {
     const unsigned char *s = sqlite3_column_text(q, i);
     return s ? (const char *)s : NULL;
-}
-
-/* Owned copy of a text column ("" for NULL); NULL on OOM. */
-static char *col_dup(sqlite3_stmt *q, int i)
-{
-    const unsigned char *s = sqlite3_column_text(q, i);
-    size_t len = s ? (size_t)sqlite3_column_bytes(q, i) : 0;
-    char *p = malloc(len + 1);
-    if (!p)
-        return NULL;
-    if (len)
-        memcpy(p, s, len);
-    p[len] = '\0';
-    return p;
 }
 
 /* Copy a text column into a fixed buffer of cap bytes; false if NULL or too long. */
@@ -398,7 +369,7 @@ static enum md_status lease(struct ltm_sqlite *s, int64_t timeout_ms, struct md_
 static enum md_status begin_read(struct md_sqlite_conn *c, struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_BEGIN_READ, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_BEGIN_READ, &st, err);
     if (!q)
         return st;
     return step_done(c, q, "starting a read transaction", err);
@@ -493,7 +464,7 @@ static enum md_status read_rules(struct md_sqlite_conn *c, sqlite3_stmt *q, size
         if (!col_copy(q, 1, r->rule_id, sizeof(r->rule_id)) ||
             !col_copy(q, 2, r->policy, sizeof(r->policy)))
             return malformed(err, "rule");
-        r->rule_text = col_dup(q, 3);
+        r->rule_text = md_sqlite_col_dup(q, 3, NULL);
         if (!r->rule_text)
             return nomem(err, "reading rules");
         r->confidence = sqlite3_column_double(q, 4);
@@ -538,7 +509,7 @@ static enum md_status attach_parts(struct md_sqlite_conn *c, struct rule_rows *r
     enum md_status st = rids_json(rr, &ids, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_PAGE_CONCEPTS, &st, err);
+        q = md_sqlite_prep(c, SQL_PAGE_CONCEPTS, &st, err);
     if (q && sqlite3_bind_text(q, 1, ids.data, (int)ids.len, SQLITE_STATIC) != SQLITE_OK)
         st = md_sqlite_error(c, sqlite3_errcode(md_sqlite_handle(c)), "reading concepts", err);
     size_t cur = SIZE_MAX, cap = 0;
@@ -571,8 +542,8 @@ static enum md_status attach_parts(struct md_sqlite_conn *c, struct rule_rows *r
             cap = nc;
         }
         struct md_concept *k = &r->concepts[r->n_concepts];
-        k->name = col_dup(q, 1);
-        k->key = col_dup(q, 2);
+        k->name = md_sqlite_col_dup(q, 1, NULL);
+        k->key = md_sqlite_col_dup(q, 2, NULL);
         r->n_concepts++;
         if (!k->name || !k->key)
             st = nomem(err, "reading concepts");
@@ -582,7 +553,7 @@ static enum md_status attach_parts(struct md_sqlite_conn *c, struct rule_rows *r
 
     q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_PAGE_SOURCES, &st, err);
+        q = md_sqlite_prep(c, SQL_PAGE_SOURCES, &st, err);
     if (q && sqlite3_bind_text(q, 1, ids.data, (int)ids.len, SQLITE_STATIC) != SQLITE_OK)
         st = md_sqlite_error(c, sqlite3_errcode(md_sqlite_handle(c)), "reading sources", err);
     cur = SIZE_MAX;
@@ -605,7 +576,7 @@ static enum md_status attach_parts(struct md_sqlite_conn *c, struct rule_rows *r
             cur = i;
             cap = r->n_sources;
         }
-        char *sid = col_dup(q, 1);
+        char *sid = md_sqlite_col_dup(q, 1, NULL);
         if (!sid || !strv_push(&r->sources, &r->n_sources, &cap, sid)) {
             free(sid);
             st = nomem(err, "reading sources");
@@ -639,10 +610,10 @@ static enum md_status load_rule(struct md_sqlite_conn *c, const char *rule_id,
                                 struct md_rule *out, int64_t *rid, struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_RULE_BY_ID, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_RULE_BY_ID, &st, err);
     if (!q)
         return st;
-    bind_text(q, 1, rule_id);
+    md_sqlite_bind_text(q, 1, rule_id);
     struct rule_rows rr = {0};
     st = read_rules(c, q, 1, &rr, NULL, err);
     if (st == MD_OK && rr.count == 0)
@@ -666,10 +637,10 @@ static enum md_status rule_head(struct md_sqlite_conn *c, const char *rule_id, i
                                 char policy[MD_POLICY_MAX + 1], struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_RULE_HEAD, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_RULE_HEAD, &st, err);
     if (!q)
         return st;
-    bind_text(q, 1, rule_id);
+    md_sqlite_bind_text(q, 1, rule_id);
     bool row;
     st = step_row(c, q, &row, "reading a rule", err);
     if (st == MD_OK && !row)
@@ -703,10 +674,10 @@ static enum md_status next_free_id(struct md_sqlite_conn *c, const char *prefix,
     if (!taken)
         return nomem(err, "generating a rule id");
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_IDS_UNDER, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_IDS_UNDER, &st, err);
     if (q) {
-        bind_text(q, 1, lo);
-        bind_text(q, 2, hi);
+        md_sqlite_bind_text(q, 1, lo);
+        md_sqlite_bind_text(q, 2, hi);
         sqlite3_bind_int64(q, 3, (sqlite3_int64)plen + 2);
     }
     while (st == MD_OK) {
@@ -779,20 +750,20 @@ static enum md_status put_concepts(struct md_sqlite_conn *c, int64_t rid,
             md_concept_key(v[i].name, local);
             key = local;
         }
-        sqlite3_stmt *q = prep(c, SQL_CONCEPT_ADD, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_CONCEPT_ADD, &st, err);
         if (!q)
             break;
-        bind_text(q, 1, key);
-        bind_text(q, 2, v[i].name);
+        md_sqlite_bind_text(q, 1, key);
+        md_sqlite_bind_text(q, 2, v[i].name);
         st = step_done(c, q, "storing a concept", err);
         if (st != MD_OK)
             break;
-        q = prep(c, SQL_RULE_CONCEPT_ADD, &st, err);
+        q = md_sqlite_prep(c, SQL_RULE_CONCEPT_ADD, &st, err);
         if (!q)
             break;
         sqlite3_bind_int64(q, 1, rid);
-        bind_text(q, 2, key);
-        bind_text(q, 3, v[i].name);
+        md_sqlite_bind_text(q, 2, key);
+        md_sqlite_bind_text(q, 3, v[i].name);
         sqlite3_bind_int64(q, 4, (sqlite3_int64)i);
         st = step_done(c, q, "linking a concept", err);
     }
@@ -807,18 +778,18 @@ static enum md_status put_sources(struct md_sqlite_conn *c, int64_t rid,
     enum md_status st = MD_OK;
     *added = 0;
     for (size_t i = 0; st == MD_OK && i < n; i++) {
-        sqlite3_stmt *q = prep(c, SQL_SCENARIO_ADD, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_SCENARIO_ADD, &st, err);
         if (!q)
             break;
-        bind_text(q, 1, v[i]);
+        md_sqlite_bind_text(q, 1, v[i]);
         st = step_done(c, q, "storing a scenario", err);
         if (st != MD_OK)
             break;
-        q = prep(c, SQL_SOURCE_ADD, &st, err);
+        q = md_sqlite_prep(c, SQL_SOURCE_ADD, &st, err);
         if (!q)
             break;
         sqlite3_bind_int64(q, 1, rid);
-        bind_text(q, 2, v[i]);
+        md_sqlite_bind_text(q, 2, v[i]);
         st = step_done(c, q, "linking a source scenario", err);
         if (st == MD_OK && sqlite3_changes(md_sqlite_handle(c)) > 0)
             (*added)++;
@@ -834,16 +805,16 @@ static enum md_status put_snapshots(struct md_sqlite_conn *c, const struct md_sn
     for (size_t i = 0; st == MD_OK && i < n; i++) {
         if (!v[i].scenario_id || !v[i].entry_json)
             continue;
-        sqlite3_stmt *q = prep(c, SQL_SNAPSHOT_PUT, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_SNAPSHOT_PUT, &st, err);
         if (!q)
             break;
-        bind_text(q, 1, v[i].scenario_id);
-        bind_text(q, 2, v[i].entry_json);
-        bind_text(q, 3, v[i].sha256);
+        md_sqlite_bind_text(q, 1, v[i].scenario_id);
+        md_sqlite_bind_text(q, 2, v[i].entry_json);
+        md_sqlite_bind_text(q, 3, v[i].sha256);
         sqlite3_bind_int64(q, 4, v[i].captured_ms);
         sqlite3_bind_int(q, 5, v[i].has_feedback ? 1 : 0);
         if (v[i].final_status > MD_VERDICT_NONE && v[i].final_status < MD_VERDICT_COUNT)
-            bind_text(q, 6, md_verdict_name(v[i].final_status));
+            md_sqlite_bind_text(q, 6, md_verdict_name(v[i].final_status));
         else
             sqlite3_bind_null(q, 6);
         st = step_done(c, q, "storing an evidence snapshot", err);
@@ -855,7 +826,7 @@ static enum md_status exec_rid(struct md_sqlite_conn *c, const char *sql, int64_
                                const char *what, struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, sql, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, sql, &st, err);
     if (!q)
         return st;
     sqlite3_bind_int64(q, 1, rid);
@@ -868,14 +839,14 @@ static enum md_status linked_keys(struct md_sqlite_conn *c, int64_t rid, char **
 {
     enum md_status st = MD_OK;
     *out = NULL;
-    sqlite3_stmt *q = prep(c, SQL_RULE_CONCEPT_KEYS, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_RULE_CONCEPT_KEYS, &st, err);
     if (!q)
         return st;
     sqlite3_bind_int64(q, 1, rid);
     bool row;
     st = step_row(c, q, &row, "reading concept links", err);
     if (st == MD_OK) {
-        *out = row ? col_dup(q, 0) : strdup("[]");
+        *out = row ? md_sqlite_col_dup(q, 0, NULL) : strdup("[]");
         if (!*out)
             st = nomem(err, "reading concept links");
     }
@@ -888,10 +859,10 @@ static enum md_status drop_orphan_concepts(struct md_sqlite_conn *c, const char 
                                            struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_CONCEPTS_ORPHANED, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_CONCEPTS_ORPHANED, &st, err);
     if (!q)
         return st;
-    bind_text(q, 1, keys_json);
+    md_sqlite_bind_text(q, 1, keys_json);
     return step_done(c, q, "removing unused concepts", err);
 }
 
@@ -915,12 +886,12 @@ static enum md_status keep_version(struct md_sqlite_conn *c, int64_t rid, const 
         st = buf_fail(st, err, "rule version");
         goto out;
     }
-    sqlite3_stmt *q = prep(c, SQL_VERSION_ADD, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_VERSION_ADD, &st, err);
     if (!q)
         goto out;
     sqlite3_bind_int64(q, 1, rid);
     sqlite3_bind_int64(q, 2, r->version);
-    bind_text(q, 3, r->rule_text);
+    md_sqlite_bind_text(q, 3, r->rule_text);
     sqlite3_bind_double(q, 4, r->confidence);
     sqlite3_bind_text(q, 5, cj.data, (int)cj.len, SQLITE_STATIC);
     sqlite3_bind_text(q, 6, sj.data, (int)sj.len, SQLITE_STATIC);
@@ -960,10 +931,10 @@ static enum md_status ltm_create(void *self, const struct md_rule_new *in, int64
             goto out;
         }
         snprintf(id, sizeof(id), "%s", in->rule_id);
-        sqlite3_stmt *q = prep(c, SQL_RULE_EXISTS, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_RULE_EXISTS, &st, err);
         if (!q)
             goto out;
-        bind_text(q, 1, id);
+        md_sqlite_bind_text(q, 1, id);
         bool row;
         st = step_row(c, q, &row, "checking a rule id", err);
         (void)sqlite3_reset(q);
@@ -976,20 +947,20 @@ static enum md_status ltm_create(void *self, const struct md_rule_new *in, int64
         goto out;
     md_rule_id_policy(id, policy);
 
-    sqlite3_stmt *q = prep(c, SQL_POLICY_ADD, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_POLICY_ADD, &st, err);
     if (!q)
         goto out;
-    bind_text(q, 1, policy);
+    md_sqlite_bind_text(q, 1, policy);
     st = step_done(c, q, "storing a policy", err);
     if (st != MD_OK)
         goto out;
-    q = prep(c, SQL_RULE_INSERT, &st, err);
+    q = md_sqlite_prep(c, SQL_RULE_INSERT, &st, err);
     if (!q)
         goto out;
-    bind_text(q, 1, id);
-    bind_text(q, 2, policy);
-    bind_text(q, 3, in->rule_text);
-    bind_text(q, 4, names);
+    md_sqlite_bind_text(q, 1, id);
+    md_sqlite_bind_text(q, 2, policy);
+    md_sqlite_bind_text(q, 3, in->rule_text);
+    md_sqlite_bind_text(q, 4, names);
     sqlite3_bind_double(q, 5, in->confidence);
     sqlite3_bind_int64(q, 6, now_ms);
     st = step_done(c, q, "storing a rule", err);
@@ -1076,17 +1047,17 @@ static enum md_status ltm_patch(void *self, const char *rule_id, const struct md
         }
         sqlite3_stmt *q = NULL;
         if (st == MD_OK)
-            q = prep(c, SQL_RULE_UPDATE, &st, err);
+            q = md_sqlite_prep(c, SQL_RULE_UPDATE, &st, err);
         if (q) {
             sqlite3_bind_int64(q, 1, rid);
-            bind_text(q, 2, text_changed ? p->rule_text : cur.rule_text);
+            md_sqlite_bind_text(q, 2, text_changed ? p->rule_text : cur.rule_text);
             if (names) {
-                bind_text(q, 3, names);
+                md_sqlite_bind_text(q, 3, names);
             } else {
                 /* unchanged: rebuild from the stored spellings */
                 st = concept_names(cur.concepts, cur.n_concepts, &names, err);
                 if (st == MD_OK)
-                    bind_text(q, 3, names);
+                    md_sqlite_bind_text(q, 3, names);
             }
             sqlite3_bind_double(q, 4, conf_changed ? p->confidence : cur.confidence);
             sqlite3_bind_int64(q, 5, now_ms);
@@ -1132,7 +1103,7 @@ static enum md_status ltm_del(void *self, const char *rule_id, char ***sources, 
     if (st != MD_OK)
         goto out;
 
-    sqlite3_stmt *q = prep(c, SQL_RULE_SOURCE_IDS, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_RULE_SOURCE_IDS, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, rid);
     while (st == MD_OK) {
@@ -1143,7 +1114,7 @@ static enum md_status ltm_del(void *self, const char *rule_id, char ***sources, 
             st = md_sqlite_error(c, rc, "reading sources", err);
             break;
         }
-        char *sid = col_dup(q, 0);
+        char *sid = md_sqlite_col_dup(q, 0, NULL);
         if (!sid || !strv_push(&v, &n, &cap, sid)) {
             free(sid);
             st = nomem(err, "reading sources");
@@ -1160,9 +1131,9 @@ static enum md_status ltm_del(void *self, const char *rule_id, char ***sources, 
     if (st == MD_OK)
         st = drop_orphan_concepts(c, old_keys, err);
     if (st == MD_OK) {
-        q = prep(c, SQL_POLICY_ORPHANED, &st, err);
+        q = md_sqlite_prep(c, SQL_POLICY_ORPHANED, &st, err);
         if (q) {
-            bind_text(q, 1, policy);
+            md_sqlite_bind_text(q, 1, policy);
             st = step_done(c, q, "removing an unused policy", err);
         }
     }
@@ -1201,7 +1172,7 @@ static enum md_status ltm_get(void *self, const char *rule_id, struct md_rule_de
         st = nomem(err, "reading a rule");
         goto out;
     }
-    sqlite3_stmt *q = prep(c, SQL_SOURCE_INFO, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_SOURCE_INFO, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, rid);
     while (st == MD_OK) {
@@ -1239,7 +1210,7 @@ static enum md_status ltm_get(void *self, const char *rule_id, struct md_rule_de
 
     q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_POLICY_OF, &st, err);
+        q = md_sqlite_prep(c, SQL_POLICY_OF, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, rid);
     while (st == MD_OK) {
@@ -1250,7 +1221,7 @@ static enum md_status ltm_get(void *self, const char *rule_id, struct md_rule_de
             st = md_sqlite_error(c, rc, "reading policies", err);
             break;
         }
-        char *name = col_dup(q, 0);
+        char *name = md_sqlite_col_dup(q, 0, NULL);
         if (!name || !strv_push(&out->policies, &out->n_policies, &pcap, name)) {
             free(name);
             st = nomem(err, "reading policies");
@@ -1312,12 +1283,12 @@ static enum md_status ltm_search(void *self, const struct md_rule_query *qr,
         st = begin_read(c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, search_sql[mode], &st, err);
+        q = md_sqlite_prep(c, search_sql[mode], &st, err);
     if (q) {
         if (mode & SF_TEXT)
             sqlite3_bind_text(q, 1, match.data, (int)match.len, SQLITE_STATIC);
         if (mode & SF_POLICY)
-            bind_text(q, 2, qr->policy);
+            md_sqlite_bind_text(q, 2, qr->policy);
         if (mode & SF_MIN)
             sqlite3_bind_double(q, 3, qr->min_confidence);
         if (mode & SF_CONCEPTS)
@@ -1346,9 +1317,9 @@ static enum md_status ltm_concepts(void *self, const char *after_key, size_t lim
     enum md_status st = lease(s, LEASE_TIMEOUT_MS, &c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_CONCEPTS_PAGE, &st, err);
+        q = md_sqlite_prep(c, SQL_CONCEPTS_PAGE, &st, err);
     if (q) {
-        bind_text(q, 1, after_key ? after_key : "");
+        md_sqlite_bind_text(q, 1, after_key ? after_key : "");
         sqlite3_bind_int64(q, 2, (sqlite3_int64)limit + 1);
     }
     while (st == MD_OK) {
@@ -1374,8 +1345,8 @@ static enum md_status ltm_concepts(void *self, const char *after_key, size_t lim
             cap = nc;
         }
         struct md_concept_count *k = &out->items[out->count++];
-        k->key = col_dup(q, 0);
-        k->name = col_dup(q, 1);
+        k->key = md_sqlite_col_dup(q, 0, NULL);
+        k->name = md_sqlite_col_dup(q, 1, NULL);
         k->rule_count = sqlite3_column_int64(q, 2);
         if (!k->key || !k->name)
             st = nomem(err, "listing concepts");
@@ -1402,15 +1373,15 @@ static enum md_status ltm_concept_rules(void *self, const char *concept_key, cha
         st = begin_read(c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_CONCEPT_NAME, &st, err);
+        q = md_sqlite_prep(c, SQL_CONCEPT_NAME, &st, err);
     if (q) {
-        bind_text(q, 1, concept_key);
+        md_sqlite_bind_text(q, 1, concept_key);
         bool row;
         st = step_row(c, q, &row, "reading a concept", err);
         if (st == MD_OK && !row)
             st = md_error_set(err, MD_E_NOTFOUND, "no such concept");
         if (st == MD_OK) {
-            *concept_name = col_dup(q, 0);
+            *concept_name = md_sqlite_col_dup(q, 0, NULL);
             if (!*concept_name)
                 st = nomem(err, "reading a concept");
         }
@@ -1418,9 +1389,9 @@ static enum md_status ltm_concept_rules(void *self, const char *concept_key, cha
     }
     q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_CONCEPT_RULES, &st, err);
+        q = md_sqlite_prep(c, SQL_CONCEPT_RULES, &st, err);
     if (q) {
-        bind_text(q, 1, concept_key);
+        md_sqlite_bind_text(q, 1, concept_key);
         sqlite3_bind_int64(q, 2, RULES_MAX + 1);
         st = query_rules(c, q, RULES_MAX, out, err);
     }
@@ -1450,7 +1421,7 @@ static enum md_status ltm_history(void *self, const char *rule_id, struct md_rul
         st = load_rule(c, rule_id, &cur, &rid, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_VERSIONS, &st, err);
+        q = md_sqlite_prep(c, SQL_VERSIONS, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, rid);
     for (;;) {
@@ -1500,7 +1471,7 @@ static enum md_status ltm_history(void *self, const char *rule_id, struct md_rul
         v->version = sqlite3_column_int64(q, 0);
         v->confidence = sqlite3_column_double(q, 2);
         v->recorded_ms = sqlite3_column_int64(q, 5);
-        v->rule_text = col_dup(q, 1);
+        v->rule_text = md_sqlite_col_dup(q, 1, NULL);
         if (!v->rule_text) {
             st = nomem(err, "reading rule versions");
             break;
@@ -1536,7 +1507,7 @@ static enum md_status ltm_concept_links(void *self, const char *rule_id,
         st = rule_head(c, rule_id, &rid, NULL, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_CONCEPT_LINKS, &st, err);
+        q = md_sqlite_prep(c, SQL_CONCEPT_LINKS, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, rid);
     while (st == MD_OK) {
@@ -1563,7 +1534,7 @@ static enum md_status ltm_concept_links(void *self, const char *rule_id,
             memset(l, 0, sizeof(*l));
             cur_pos = pos;
             ids_cap = 0;
-            l->concept = col_dup(q, 1);
+            l->concept = md_sqlite_col_dup(q, 1, NULL);
             if (!l->concept) {
                 st = nomem(err, "reading concept links");
                 break;
@@ -1572,7 +1543,7 @@ static enum md_status ltm_concept_links(void *self, const char *rule_id,
         if (sqlite3_column_type(q, 2) == SQLITE_NULL)
             continue; /* no other rule relates to this concept */
         struct md_concept_links *l = &v[count - 1];
-        char *other = col_dup(q, 2);
+        char *other = md_sqlite_col_dup(q, 2, NULL);
         if (!other || !strv_push(&l->rule_ids, &l->n_rule_ids, &ids_cap, other)) {
             free(other);
             st = nomem(err, "reading concept links");
@@ -1602,16 +1573,16 @@ static enum md_status ltm_scenario(void *self, const char *scenario_id,
         st = begin_read(c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_SCENARIO, &st, err);
+        q = md_sqlite_prep(c, SQL_SCENARIO, &st, err);
     if (q) {
-        bind_text(q, 1, scenario_id);
+        md_sqlite_bind_text(q, 1, scenario_id);
         bool row;
         st = step_row(c, q, &row, "reading a scenario", err);
         if (st == MD_OK && row) {
             out->known = true;
             if (sqlite3_column_type(q, 0) != SQLITE_NULL) {
                 out->has_snapshot = true;
-                out->snapshot_json = col_dup(q, 0);
+                out->snapshot_json = md_sqlite_col_dup(q, 0, NULL);
                 if (!out->snapshot_json)
                     st = nomem(err, "reading a scenario");
                 if (col_text(q, 1))
@@ -1625,9 +1596,9 @@ static enum md_status ltm_scenario(void *self, const char *scenario_id,
     }
     q = NULL;
     if (st == MD_OK && out->known)
-        q = prep(c, SQL_SCENARIO_RULES, &st, err);
+        q = md_sqlite_prep(c, SQL_SCENARIO_RULES, &st, err);
     if (q) {
-        bind_text(q, 1, scenario_id);
+        md_sqlite_bind_text(q, 1, scenario_id);
         sqlite3_bind_int64(q, 2, RULES_MAX + 1);
         st = query_rules(c, q, RULES_MAX, &out->derived, err);
     }
@@ -1670,7 +1641,7 @@ static enum md_status ltm_rules_exist(void *self, const char *const *rule_ids, s
     st = lease(s, LEASE_TIMEOUT_MS, &c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_RULES_EXIST, &st, err);
+        q = md_sqlite_prep(c, SQL_RULES_EXIST, &st, err);
     if (q)
         sqlite3_bind_text(q, 1, b.data, (int)b.len, SQLITE_STATIC);
     while (st == MD_OK) {
@@ -1706,7 +1677,7 @@ static enum md_status ltm_sources_without_snapshot(void *self, struct md_pair_li
     enum md_status st = lease(s, LEASE_TIMEOUT_MS, &c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_UNSNAPSHOTTED, &st, err);
+        q = md_sqlite_prep(c, SQL_UNSNAPSHOTTED, &st, err);
     if (q)
         sqlite3_bind_int64(q, 1, PAIRS_MAX + 1);
     while (st == MD_OK) {
@@ -1757,7 +1728,7 @@ static enum md_status one_row(struct md_sqlite_conn *c, const char *sql, sqlite3
                               struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, sql, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, sql, &st, err);
     if (!q)
         return st;
     bool row;
@@ -1803,7 +1774,7 @@ static enum md_status ltm_stats(void *self, struct md_ltm_stats *out, struct md_
     }
     q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_STATS_POLICIES, &st, err);
+        q = md_sqlite_prep(c, SQL_STATS_POLICIES, &st, err);
     while (st == MD_OK) {
         int rc = sqlite3_step(q);
         if (rc == SQLITE_DONE)
@@ -1826,7 +1797,7 @@ static enum md_status ltm_stats(void *self, struct md_ltm_stats *out, struct md_
             }
             cap = nc;
         }
-        char *name = col_dup(q, 0);
+        char *name = md_sqlite_col_dup(q, 0, NULL);
         if (!name) {
             st = nomem(err, "computing statistics");
             break;
@@ -1850,7 +1821,7 @@ static enum md_status ltm_ping(void *self, struct md_error *err)
     enum md_status st = lease(s, PING_TIMEOUT_MS, &c, err);
     sqlite3_stmt *q = NULL;
     if (st == MD_OK)
-        q = prep(c, SQL_PING, &st, err);
+        q = md_sqlite_prep(c, SQL_PING, &st, err);
     if (q) {
         bool row;
         st = step_row(c, q, &row, "pinging the embedded store", err);

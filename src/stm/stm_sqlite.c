@@ -160,22 +160,6 @@ static const char *col_text(sqlite3_stmt *st, int i)
     return s ? (const char *)s : "";
 }
 
-/* Owned copy of a text column; NULL on OOM. */
-static char *col_dup(sqlite3_stmt *st, int i, size_t *len_out)
-{
-    const unsigned char *s = sqlite3_column_text(st, i);
-    size_t len = s ? (size_t)sqlite3_column_bytes(st, i) : 0;
-    char *p = malloc(len + 1);
-    if (!p)
-        return NULL;
-    if (len)
-        memcpy(p, s, len);
-    p[len] = '\0';
-    if (len_out)
-        *len_out = len;
-    return p;
-}
-
 /* Step q while rc is SQLITE_OK; true on a row (rc stays SQLITE_OK), else rc is the result. */
 static bool next_row(sqlite3_stmt *q, int *rc)
 {
@@ -188,11 +172,6 @@ static bool next_row(sqlite3_stmt *q, int *rc)
     return true;
 }
 
-static int bind_text(sqlite3_stmt *st, int i, const char *s)
-{
-    return s ? sqlite3_bind_text(st, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(st, i);
-}
-
 static int bind_verdict(sqlite3_stmt *st, int i, enum md_verdict v)
 {
     return v == MD_VERDICT_NONE ? sqlite3_bind_null(st, i)
@@ -202,16 +181,6 @@ static int bind_verdict(sqlite3_stmt *st, int i, enum md_verdict v)
 static enum md_status nomem(struct md_error *err, const char *what)
 {
     return md_error_set(err, MD_E_NOMEM, "out of memory %s", what);
-}
-
-/* Prepared statement or NULL with *st set from err. */
-static sqlite3_stmt *prep(struct md_sqlite_conn *c, const char *sql, enum md_status *st,
-                          struct md_error *err)
-{
-    sqlite3_stmt *s = md_sqlite_prepare(c, sql, err);
-    if (!s)
-        *st = err->code != MD_OK ? err->code : MD_E_INTERNAL;
-    return s;
 }
 
 /*
@@ -433,10 +402,10 @@ static enum md_status load_live(struct md_sqlite_conn *c, const char *id, int64_
     enum md_status st = MD_OK;
     *stored = NULL;
     *root = NULL;
-    sqlite3_stmt *q = prep(c, SQL_READ_LIVE, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_READ_LIVE, &st, err);
     if (!q)
         return st;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 2, now_ms);
     if (rc == SQLITE_OK)
@@ -447,7 +416,7 @@ static enum md_status load_live(struct md_sqlite_conn *c, const char *id, int64_
         st = md_sqlite_error(c, rc, "reading an STM entry", err);
     } else {
         int64_t expires_ms = sqlite3_column_int64(q, 1);
-        *stored = col_dup(q, 0, stored_len);
+        *stored = md_sqlite_col_dup(q, 0, stored_len);
         if (!*stored) {
             st = nomem(err, "reading an STM entry");
         } else {
@@ -507,19 +476,19 @@ static enum md_status claim_id(struct md_sqlite_conn *c, const char *id, int64_t
                                struct md_error *err)
 {
     enum md_status st = MD_OK;
-    sqlite3_stmt *q = prep(c, SQL_DELETE_EXPIRED_ID, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_DELETE_EXPIRED_ID, &st, err);
     if (!q)
         return st;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 2, now_ms);
     st = step_done(c, q, rc, "creating an STM entry", err);
     if (st != MD_OK)
         return st;
-    q = prep(c, SQL_IS_LIVE, &st, err);
+    q = md_sqlite_prep(c, SQL_IS_LIVE, &st, err);
     if (!q)
         return st;
-    rc = bind_text(q, 1, id);
+    rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 2, now_ms);
     if (rc == SQLITE_OK)
@@ -574,24 +543,24 @@ static enum md_status pick_free_id(struct md_sqlite_conn *c, const char *base, i
     unsigned *used = NULL;
     size_t n_used = 0, cap = 0;
 
-    sqlite3_stmt *q = prep(c, SQL_DELETE_EXPIRED_RANGE, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_DELETE_EXPIRED_RANGE, &st, err);
     if (!q)
         return st;
-    int rc = bind_text(q, 1, base);
+    int rc = md_sqlite_bind_text(q, 1, base);
     if (rc == SQLITE_OK)
-        rc = bind_text(q, 2, hi);
+        rc = md_sqlite_bind_text(q, 2, hi);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 3, now_ms);
     st = step_done(c, q, rc, "creating an STM entry", err);
     if (st != MD_OK)
         return st;
 
-    q = prep(c, SQL_RANGE, &st, err);
+    q = md_sqlite_prep(c, SQL_RANGE, &st, err);
     if (!q)
         return st;
-    rc = bind_text(q, 1, base);
+    rc = md_sqlite_bind_text(q, 1, base);
     if (rc == SQLITE_OK)
-        rc = bind_text(q, 2, hi);
+        rc = md_sqlite_bind_text(q, 2, hi);
     while (next_row(q, &rc)) {
         unsigned n = suffix_number(base, base_len, col_text(q, 0));
         if (!n)
@@ -679,12 +648,12 @@ static enum md_status op_create(void *self, const struct md_stm_new *in, int64_t
     if (st != MD_OK)
         goto out;
     md_scenario_id_domain(id, domain);
-    sqlite3_stmt *q = prep(c, SQL_INSERT, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_INSERT, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
-        rc = bind_text(q, 2, domain);
+        rc = md_sqlite_bind_text(q, 2, domain);
     if (rc == SQLITE_OK)
         rc = bind_verdict(q, 3, in->status);
     if (rc == SQLITE_OK)
@@ -721,10 +690,10 @@ static enum md_status op_get(void *self, const char *id, int64_t now_ms,
     enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
     if (st != MD_OK)
         return st;
-    sqlite3_stmt *q = prep(c, SQL_GET, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_GET, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 2, now_ms);
     if (rc == SQLITE_OK)
@@ -737,7 +706,7 @@ static enum md_status op_get(void *self, const char *id, int64_t now_ms,
         st = md_sqlite_error(c, rc, "reading an STM entry", err);
         goto out;
     }
-    out->json = col_dup(q, 0, &out->json_len);
+    out->json = md_sqlite_col_dup(q, 0, &out->json_len);
     if (!out->json || split_links((const char *)sqlite3_column_text(q, 4), &out->links,
                                   &out->n_links) != MD_OK) {
         st = nomem(err, "reading an STM entry");
@@ -777,10 +746,10 @@ static enum md_status op_get_many(void *self, const char *const *ids, size_t n, 
     if (st != MD_OK)
         return st;
     for (size_t i = 0; st == MD_OK && i < n; i++) {
-        sqlite3_stmt *q = prep(c, SQL_GET_ONE, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_GET_ONE, &st, err);
         if (!q)
             break;
-        int rc = bind_text(q, 1, ids[i]);
+        int rc = md_sqlite_bind_text(q, 1, ids[i]);
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(q, 2, now_ms);
         if (rc == SQLITE_OK)
@@ -793,7 +762,7 @@ static enum md_status op_get_many(void *self, const char *const *ids, size_t n, 
             st = md_sqlite_error(c, rc, "reading STM entries", err);
             break;
         }
-        out[i].json = col_dup(q, 0, &out[i].json_len);
+        out[i].json = md_sqlite_col_dup(q, 0, &out[i].json_len);
         if (!out[i].json) {
             st = nomem(err, "reading STM entries");
             break;
@@ -848,7 +817,7 @@ static enum md_status op_list(void *self, const struct md_stm_filter *f, size_t 
     enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
     if (st != MD_OK)
         return st;
-    sqlite3_stmt *q = prep(c, list_sql[mask], &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, list_sql[mask], &st, err);
     if (!q)
         goto out;
     int64_t before = after_seq == 0 || after_seq > (uint64_t)INT64_MAX ? INT64_MAX
@@ -863,7 +832,7 @@ static enum md_status op_list(void *self, const struct md_stm_filter *f, size_t 
     if (rc == SQLITE_OK && (mask & LF_FEEDBACK))
         rc = sqlite3_bind_int(q, 5, f->has_feedback ? 1 : 0);
     if (rc == SQLITE_OK && (mask & LF_DOMAIN))
-        rc = bind_text(q, 6, f->domain);
+        rc = md_sqlite_bind_text(q, 6, f->domain);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 7, (int64_t)limit + 1);
     size_t cap = 0;
@@ -886,7 +855,7 @@ static enum md_status op_list(void *self, const struct md_stm_filter *f, size_t 
         }
         struct md_stm_view *v = &out->items[out->count];
         memset(v, 0, sizeof(*v));
-        v->json = col_dup(q, 5, &v->json_len);
+        v->json = md_sqlite_col_dup(q, 5, &v->json_len);
         if (!v->json) {
             st = nomem(err, "listing STM entries");
             goto out;
@@ -977,10 +946,10 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
     st = render_entry(&e, &json, &json_len, err);
     if (st != MD_OK)
         goto out;
-    sqlite3_stmt *q = prep(c, SQL_UPDATE_PATCH, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_UPDATE_PATCH, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = bind_verdict(q, 2, e.status);
     if (rc == SQLITE_OK)
@@ -1041,10 +1010,10 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
     st = render_entry(&e, &json, &json_len, err);
     if (st != MD_OK)
         goto out;
-    sqlite3_stmt *q = prep(c, SQL_UPDATE_FEEDBACK, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_UPDATE_FEEDBACK, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = bind_verdict(q, 2, e.final_status);
     if (rc == SQLITE_OK)
@@ -1092,10 +1061,10 @@ static enum md_status op_set_ttl(void *self, const char *id, int64_t ttl_seconds
     st = render_entry(&e, &json, &json_len, err);
     if (st != MD_OK)
         goto out;
-    sqlite3_stmt *q = prep(c, SQL_UPDATE_TTL, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_UPDATE_TTL, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 2, expires_ms);
     if (rc == SQLITE_OK)
@@ -1126,10 +1095,10 @@ static enum md_status op_del(void *self, const char *id, int64_t now_ms, struct 
     st = md_sqlite_begin(c, err);
     if (st != MD_OK)
         goto out;
-    sqlite3_stmt *q = prep(c, SQL_DELETE, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_DELETE, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
         rc = sqlite3_step(q);
     /* an expired row is deleted as well, but was already gone for the caller */
@@ -1161,7 +1130,7 @@ static enum md_status op_stats(void *self, int64_t now_ms, struct md_stm_stats *
     enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
     if (st != MD_OK)
         return st;
-    sqlite3_stmt *q = prep(c, SQL_STATS, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_STATS, &st, err);
     if (!q)
         goto out;
     int rc = sqlite3_bind_int64(q, 1, now_ms);
@@ -1201,22 +1170,22 @@ static enum md_status op_link_add(void *self, const char *id, const char *rule_i
     st = md_sqlite_begin(c, err);
     if (st != MD_OK)
         goto out;
-    sqlite3_stmt *q = prep(c, SQL_LINK_ADD, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_LINK_ADD, &st, err);
     if (!q)
         goto out;
-    int rc = bind_text(q, 1, id);
+    int rc = md_sqlite_bind_text(q, 1, id);
     if (rc == SQLITE_OK)
-        rc = bind_text(q, 2, rule_id);
+        rc = md_sqlite_bind_text(q, 2, rule_id);
     if (rc == SQLITE_OK)
         rc = sqlite3_bind_int64(q, 3, now_ms);
     st = step_done(c, q, rc, "linking an STM entry", err);
     if (st != MD_OK)
         goto out;
     if (sqlite3_changes(md_sqlite_handle(c)) == 0) { /* already linked, or no live entry */
-        q = prep(c, SQL_IS_LIVE, &st, err);
+        q = md_sqlite_prep(c, SQL_IS_LIVE, &st, err);
         if (!q)
             goto out;
-        rc = bind_text(q, 1, id);
+        rc = md_sqlite_bind_text(q, 1, id);
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(q, 2, now_ms);
         if (rc == SQLITE_OK)
@@ -1255,12 +1224,12 @@ static enum md_status op_links_add(void *self, const char *rule_id, const char *
         return st;
     st = md_sqlite_begin(c, err);
     for (size_t i = 0; st == MD_OK && i < n; i++) {
-        sqlite3_stmt *q = prep(c, SQL_LINK_ADD, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_LINK_ADD, &st, err);
         if (!q)
             break;
-        int rc = bind_text(q, 1, ids[i]);
+        int rc = md_sqlite_bind_text(q, 1, ids[i]);
         if (rc == SQLITE_OK)
-            rc = bind_text(q, 2, rule_id);
+            rc = md_sqlite_bind_text(q, 2, rule_id);
         if (rc == SQLITE_OK)
             rc = sqlite3_bind_int64(q, 3, now_ms);
         st = step_done(c, q, rc, "linking STM entries", err);
@@ -1289,12 +1258,12 @@ static enum md_status op_links_remove(void *self, const char *rule_id,
         return st;
     st = md_sqlite_begin(c, err);
     for (size_t i = 0; st == MD_OK && i < n; i++) {
-        sqlite3_stmt *q = prep(c, SQL_LINK_DEL, &st, err);
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_LINK_DEL, &st, err);
         if (!q)
             break;
-        int rc = bind_text(q, 1, scenario_ids[i]);
+        int rc = md_sqlite_bind_text(q, 1, scenario_ids[i]);
         if (rc == SQLITE_OK)
-            rc = bind_text(q, 2, rule_id);
+            rc = md_sqlite_bind_text(q, 2, rule_id);
         st = step_done(c, q, rc, "unlinking STM entries", err);
     }
     if (st == MD_OK)
@@ -1330,7 +1299,7 @@ static enum md_status each_fetch(struct stm_sqlite *s, int64_t now_ms, int64_t *
     enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
     if (st != MD_OK)
         return st;
-    sqlite3_stmt *q = prep(c, SQL_EACH, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_EACH, &st, err);
     if (!q)
         goto out;
     int rc = sqlite3_bind_int64(q, 1, now_ms);
@@ -1399,7 +1368,7 @@ static enum md_status op_ping(void *self, struct md_error *err)
     enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
     if (st != MD_OK)
         return st;
-    sqlite3_stmt *q = prep(c, SQL_PING, &st, err);
+    sqlite3_stmt *q = md_sqlite_prep(c, SQL_PING, &st, err);
     if (q) {
         int rc = sqlite3_step(q);
         sqlite3_reset(q);
@@ -1422,7 +1391,7 @@ static void op_sweep(void *self, int64_t now_ms)
         if (md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, &err) != MD_OK)
             return;
         enum md_status st = md_sqlite_begin(c, &err);
-        sqlite3_stmt *q = st == MD_OK ? prep(c, SQL_SWEEP, &st, &err) : NULL;
+        sqlite3_stmt *q = st == MD_OK ? md_sqlite_prep(c, SQL_SWEEP, &st, &err) : NULL;
         if (q) {
             int rc = sqlite3_bind_int64(q, 1, now_ms);
             if (rc == SQLITE_OK)

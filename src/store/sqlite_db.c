@@ -726,3 +726,32 @@ out:
     md_sqlite_checkin(db, c);
     return st;
 }
+
+sqlite3_stmt *md_sqlite_prep(struct md_sqlite_conn *c, const char *sql, enum md_status *st,
+                             struct md_error *err)
+{
+    sqlite3_stmt *q = md_sqlite_prepare(c, sql, err);
+    if (!q)
+        *st = err && err->code != MD_OK ? err->code : MD_E_INTERNAL;
+    return q;
+}
+
+int md_sqlite_bind_text(sqlite3_stmt *q, int i, const char *s)
+{
+    return s ? sqlite3_bind_text(q, i, s, -1, SQLITE_STATIC) : sqlite3_bind_null(q, i);
+}
+
+char *md_sqlite_col_dup(sqlite3_stmt *q, int i, size_t *len_out)
+{
+    const unsigned char *s = sqlite3_column_text(q, i);
+    size_t len = s ? (size_t)sqlite3_column_bytes(q, i) : 0;
+    char *p = malloc(len + 1);
+    if (!p)
+        return NULL;
+    if (len)
+        memcpy(p, s, len);
+    p[len] = '\0';
+    if (len_out)
+        *len_out = len;
+    return p;
+}
