@@ -21,6 +21,8 @@
 # Idempotent; quiet on success (one summary line); bounded by the timeouts.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+# shellcheck source=scripts/ci/lib.sh
+. scripts/ci/lib.sh
 ROOT=$PWD
 BUILD=$ROOT/build-valgrind
 JOBS=${VALGRIND_JOBS:-$(nproc)}
@@ -102,10 +104,6 @@ done
 
 # ---- the daemon -----------------------------------------------------------------------
 
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # run_daemon <name> [SETTING=value…]: start under valgrind, drive, SIGTERM, check.
 run_daemon() {
     local name=$1; shift
@@ -151,23 +149,7 @@ run_daemon() {
 }
 
 run_daemon embedded
-extra=()
-if $have_redis; then
-    rport=$(free_port)
-    mkdir -p "$work/redis"
-    redis-server --port "$rport" --bind 127.0.0.1 --save '' --appendonly no \
-        --dir "$work/redis" >"$work/redis.log" 2>&1 &
-    pids+=("$!")
-    for _ in $(seq 1 50); do
-        redis-cli -p "$rport" ping >/dev/null 2>&1 && break
-        sleep 0.1
-    done
-    extra+=(STM_BACKEND=redis REDIS_HOST=127.0.0.1 REDIS_PORT="$rport")
-fi
-if $have_neo4j; then
-    extra+=(LTM_BACKEND=neo4j NEO4J_URI="$NEO4J_URI" NEO4J_USERNAME="$NEO4J_USERNAME"
-        NEO4J_PASSWORD="$NEO4J_PASSWORD")
-fi
+server_settings "$work"
 [ ${#extra[@]} -gt 0 ] && run_daemon servers "${extra[@]}"
 
 elapsed=$(($(date +%s) - start))
