@@ -1080,7 +1080,12 @@ int main(int argc, char **argv)
     }
     if (!url || !spec || n_conns < 1 || n_conns > MAX_CONNS)
         usage();
-    rng_state ^= seed * 0x9e3779b97f4a7c15ULL;
+    /* splitmix64 of the seed: xorshift must never start from 0 (seed 1 used
+     * to cancel the initial state and pin every "random" pick to line 1) */
+    uint64_t z = seed + 0x9e3779b97f4a7c15ULL;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    rng_state = (z ^ (z >> 31)) | 1;
     for (int k = 0; k < 8; k++)
         rnd();
     if (strncmp(url, "http://", 7) != 0)
