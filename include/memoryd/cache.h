@@ -9,11 +9,18 @@
  * Invalidation is by TAG, not by scanning. Every cached value carries the
  * tags it depends on ("ltm", "se:<scenario>", …) and the cache's write
  * sequence number observed BEFORE the store was read (a ticket). A write
- * bumps its tags: each bumped tag records the new sequence number. A value
+ * bumps its tags: each bumped tag records a new sequence number. A value
  * is valid only while none of its tags was bumped after its ticket — so a
  * value read from the store while a write was committing can never be
  * served after that write is acknowledged. Bumping is O(tags); stale values
- * are simply never served again and age out through LRU and TTL.
+ * are simply never served again and age out through LRU and TTL. Tags are
+ * remembered only while a cached value carries them.
+ *
+ * Write-through: a write that knows the whole new answer for one key marks
+ * that key's tag before its store write (md_cache_mark) and bumps with
+ * md_cache_bump_marked after it; when nobody else bumped the tag in between,
+ * its store write is the tag's latest and the answer may be stored with the
+ * bump's seq as its ticket.
  *
  * Thread safety: every function is thread-safe. Lock order: a shard lock
  * and a tag-stripe lock are never held together.
@@ -34,7 +41,7 @@ struct md_cache_options {
     size_t max_entries; /* total bound (split across shards) */
     size_t max_bytes;   /* total bound on key + value bytes */
     int64_t ttl_ms;     /* default and maximum time to live */
-    size_t max_tags;    /* bound on remembered tags (0: 8 × max_entries) */
+    size_t max_tags;    /* bound on tag records (0: 8 × max_entries); a put beyond it is dropped */
 };
 
 struct md_cache_stats {
@@ -46,6 +53,7 @@ struct md_cache_stats {
     uint64_t entries;   /* current */
     uint64_t bytes;     /* current */
     uint64_t bumps;     /* tag invalidations */
+    uint64_t tags;      /* tag records (tags carried by cached values) */
 };
 
 /* NULL + err on allocation failure. max_entries 0 disables the cache (every lookup misses). */
@@ -72,6 +80,18 @@ void md_cache_put(struct md_cache *c, const char *key, const char *value, size_t
 
 /* Invalidate every value depending on any of tags (local only). */
 void md_cache_bump(struct md_cache *c, const char *const *tags, size_t n_tags);
+
+/* The seq tag counts as last bumped at: take it before a write-through's store write. */
+uint64_t md_cache_mark(struct md_cache *c, const char *tag);
+
+/*
+ * Bump tags like md_cache_bump. True when tags[0] was not bumped by anyone
+ * between md_cache_mark(tags[0]) == mark and this call; *seq is then the
+ * ticket under which the writer may md_cache_put its new answer (tagged
+ * tags[0]): any later bump of tags[0] still invalidates it.
+ */
+bool md_cache_bump_marked(struct md_cache *c, const char *const *tags, size_t n_tags,
+                          uint64_t mark, uint64_t *seq);
 
 /* Drop every entry whose key starts with prefix ("" = all); returns how many. */
 size_t md_cache_drop_prefix(struct md_cache *c, const char *prefix);

@@ -194,24 +194,107 @@ static void test_tag_invalidation_and_tickets(void **state)
     md_cache_free(c);
 }
 
-static void test_tag_table_overflow_is_conservative(void **state)
+static void test_tags_live_only_with_entries(void **state)
 {
     (void)state;
-    struct md_cache_options o = {100, 1 << 20, 60000, 64}; /* tiny tag table */
-    struct md_error err;
-    struct md_cache *c = md_cache_new(&o, &err);
+    struct md_cache *c = make(100, 1 << 20, 60000);
     char v[8];
+    struct md_cache_stats s;
     put(c, "keep", "v", "other");
     char tag[32];
-    for (int i = 0; i < 10000; i++) {
+    for (int i = 0; i < 10000; i++) { /* writes to ids nothing cached depends on */
         snprintf(tag, sizeof(tag), "t%d", i);
         const char *t[] = {tag};
         md_cache_bump(c, t, 1);
     }
-    /* overflow raised the floor: the old entry may not be served any more */
-    assert_false(get(c, "keep", v, sizeof(v)));
-    put(c, "fresh", "v", "other");
-    assert_true(get(c, "fresh", v, sizeof(v)));
+    md_cache_stats(c, &s);
+    assert_int_equal(s.tags, 1); /* only "other": bumps leave no records behind */
+    assert_true(get(c, "keep", v, sizeof(v)));
+
+    /* a read that raced a write to an uncached tag is refused all the same */
+    uint64_t ticket = md_cache_ticket(c);
+    const char *t7[] = {"t7"};
+    md_cache_bump(c, t7, 1);
+    md_cache_put(c, "late", "old", 3, t7, 1, ticket, 0);
+    assert_false(get(c, "late", v, sizeof(v)));
+
+    /* the last entry carrying a tag takes its record along ... */
+    put(c, "x", "1", "se:x");
+    uint64_t before_bump = md_cache_ticket(c);
+    const char *sx[] = {"se:x"};
+    md_cache_bump(c, sx, 1);
+    assert_false(get(c, "x", v, sizeof(v))); /* stale: dropped, record released */
+    md_cache_stats(c, &s);
+    assert_int_equal(s.tags, 1);
+    /* ... but its last bump still refuses a put read before it */
+    md_cache_put(c, "x", "0", 1, sx, 1, before_bump, 0);
+    assert_false(get(c, "x", v, sizeof(v)));
+    put(c, "x", "2", "se:x");
+    assert_true(get(c, "x", v, sizeof(v)));
+    assert_string_equal(v, "2");
+    assert_int_equal(md_cache_drop_prefix(c, ""), 2);
+    md_cache_stats(c, &s);
+    assert_int_equal(s.tags, 0);
+    md_cache_free(c);
+}
+
+static void test_tag_table_bound(void **state)
+{
+    (void)state;
+    /* room for 10 000 entries, but at most 16 tag records per stripe (1 024) */
+    struct md_cache_options o = {10000, 1 << 22, 60000, 64};
+    struct md_error err;
+    struct md_cache *c = md_cache_new(&o, &err);
+    char key[32], tag[32], v[8];
+    int cached = 0;
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        snprintf(tag, sizeof(tag), "t%d", i);
+        put(c, key, "v", tag);
+    }
+    for (int i = 0; i < 5000; i++) {
+        snprintf(key, sizeof(key), "k%d", i);
+        cached += get(c, key, v, sizeof(v));
+    }
+    struct md_cache_stats s;
+    md_cache_stats(c, &s);
+    /* puts beyond the tag bound are dropped, never served without their tag */
+    assert_true(s.tags <= 64 * 16);
+    assert_int_equal(s.tags, s.entries);
+    assert_true(cached > 500 && cached <= 64 * 16);
+    md_cache_free(c);
+}
+
+static void test_write_through_marks(void **state)
+{
+    (void)state;
+    struct md_cache *c = make(100, 1 << 20, 60000);
+    char v[16];
+    const char *tags[] = {"se:x", "se:*"};
+    put(c, "x", "v1", "se:x");
+
+    /* nobody else wrote: the writer's answer is stored and served */
+    uint64_t mark = md_cache_mark(c, "se:x"), seq = 0;
+    assert_true(md_cache_bump_marked(c, tags, 2, mark, &seq));
+    md_cache_put(c, "x", "v2", 2, tags, 1, seq, 0);
+    assert_true(get(c, "x", v, sizeof(v)));
+    assert_string_equal(v, "v2");
+
+    /* another write bumped in between: its store write may be the later one */
+    mark = md_cache_mark(c, "se:x");
+    md_cache_bump(c, tags, 1);
+    assert_false(md_cache_bump_marked(c, tags, 2, mark, &seq));
+    assert_false(get(c, "x", v, sizeof(v)));
+
+    /* marks work for tags nothing carries yet (no record) */
+    mark = md_cache_mark(c, "se:y");
+    const char *ty[] = {"se:y"};
+    assert_true(md_cache_bump_marked(c, ty, 1, mark, &seq));
+    md_cache_put(c, "y", "y1", 2, ty, 1, seq, 0);
+    assert_true(get(c, "y", v, sizeof(v)));
+    /* a later bump still invalidates a written-through answer */
+    md_cache_bump(c, ty, 1);
+    assert_false(get(c, "y", v, sizeof(v)));
     md_cache_free(c);
 }
 
@@ -306,7 +389,9 @@ int main(void)
         cmocka_unit_test(test_lru_order_within_shard),
         cmocka_unit_test(test_byte_bound),
         cmocka_unit_test(test_tag_invalidation_and_tickets),
-        cmocka_unit_test(test_tag_table_overflow_is_conservative),
+        cmocka_unit_test(test_tags_live_only_with_entries),
+        cmocka_unit_test(test_tag_table_bound),
+        cmocka_unit_test(test_write_through_marks),
         cmocka_unit_test(test_drop_prefix),
         cmocka_unit_test(test_disabled),
         cmocka_unit_test(test_many_threads),
