@@ -43,8 +43,9 @@ struct md_stm_view {
     bool has_feedback;
     enum md_verdict final_status; /* MD_VERDICT_NONE when null */
     int64_t expires_ms;
-    char **links;   /* owned: rule ids of stm_ltm_links (md_stm_get only) */
-    size_t n_links; /* number of links */
+    char **links;     /* owned: rule ids of stm_ltm_links (when links_known) */
+    size_t n_links;   /* number of links */
+    bool links_known; /* links filled: get, patch and feedback, read in the same transaction */
 };
 
 /* Free the contents of a view (accepts a zeroed view). */

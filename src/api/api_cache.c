@@ -98,13 +98,50 @@ void api_invalidate(struct md_req *req, const char *const *tags, size_t n)
     md_cache_sync_tags(app->cache_sync, tags, n);
 }
 
+static void stm_tags(const char *id, char se[MD_SCENARIO_ID_MAX + 4],
+                     char sx[MD_SCENARIO_ID_MAX + 4])
+{
+    snprintf(se, MD_SCENARIO_ID_MAX + 4, "se:%s", id);
+    snprintf(sx, MD_SCENARIO_ID_MAX + 4, "sx:%s", id);
+}
+
 void api_invalidate_stm(struct md_req *req, const char *id, bool existence)
 {
     char se[MD_SCENARIO_ID_MAX + 4], sx[MD_SCENARIO_ID_MAX + 4];
-    snprintf(se, sizeof(se), "se:%s", id);
-    snprintf(sx, sizeof(sx), "sx:%s", id);
+    stm_tags(id, se, sx);
     const char *tags[4] = {se, "se:*", sx, "sx:*"};
     api_invalidate(req, tags, existence ? 4 : 2);
+}
+
+uint64_t api_stm_mark(struct md_req *req, const char *id)
+{
+    char se[MD_SCENARIO_ID_MAX + 4], sx[MD_SCENARIO_ID_MAX + 4];
+    stm_tags(id, se, sx);
+    return md_cache_mark(api_app(req)->cache, se);
+}
+
+void api_stm_written(struct md_req *req, const char *id, uint64_t mark, int64_t expires_ms,
+                     enum md_status (*answer)(struct md_buf *b, const void *arg),
+                     const void *arg)
+{
+    struct md_app *app = api_app(req);
+    char se[MD_SCENARIO_ID_MAX + 4], sx[MD_SCENARIO_ID_MAX + 4];
+    stm_tags(id, se, sx);
+    const char *tags[2] = {se, "se:*"};
+    uint64_t seq = 0;
+    bool latest = md_cache_bump_marked(app->cache, tags, 2, mark, &seq);
+    md_cache_sync_tags(app->cache_sync, tags, 2);
+    int64_t left = expires_ms - md_now_ms();
+    if (!latest || left <= 0 || md_cache_max_entries(app->cache) == 0)
+        return;
+    /* the key a plain GET of the entry computes (api_cache_key: path, no query) */
+    char key[MD_SCENARIO_ID_MAX + 32];
+    snprintf(key, sizeof(key), "/v1/stm/entries/%s", id);
+    struct md_buf b;
+    md_buf_init(&b, MD_RESP_MAX_BYTES);
+    if (answer(&b, arg) == MD_OK)
+        md_cache_put(app->cache, key, b.data, b.len, tags, 1, seq, left);
+    md_buf_release(&b);
 }
 
 void api_invalidate_ltm(struct md_req *req, const char *const *linked, size_t n)

@@ -102,6 +102,17 @@ void api_invalidate(struct md_req *req, const char *const *tags, size_t n);
 /* After an STM write to id (existence: created, deleted or TTL moved). */
 void api_invalidate_stm(struct md_req *req, const char *id, bool existence);
 
+/*
+ * Write-through of an STM update (see cache.h): take the mark before the
+ * store write, then api_stm_written() instead of api_invalidate_stm(): it
+ * invalidates like it and, when this write was the entry's latest, stores
+ * the entry's GET answer (rendered by answer) so that the next read hits.
+ */
+uint64_t api_stm_mark(struct md_req *req, const char *id);
+void api_stm_written(struct md_req *req, const char *id, uint64_t mark, int64_t expires_ms,
+                     enum md_status (*answer)(struct md_buf *b, const void *arg),
+                     const void *arg);
+
 /* After an LTM write; linked = the STM entries whose link sets changed. */
 void api_invalidate_ltm(struct md_req *req, const char *const *linked, size_t n);
 

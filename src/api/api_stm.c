@@ -176,6 +176,45 @@ static void answer_entry(struct md_req *req, struct md_resp *resp, int status,
         api_oom(req, resp);
 }
 
+/* The `data` of GET /v1/stm/entries/{id}: the entry and its traceability. */
+static enum md_status get_answer(struct md_buf *b, const void *arg)
+{
+    const struct md_stm_view *v = arg;
+    enum md_status st = md_buf_puts(b, "{\"stm_entry\":");
+    if (st == MD_OK)
+        st = md_buf_append(b, v->json, v->json_len);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"traceability\":{\"related_ltm_rules\":[");
+    for (size_t i = 0; st == MD_OK && i < v->n_links; i++) {
+        if (i)
+            st = md_buf_putc(b, ',');
+        if (st == MD_OK)
+            st = md_buf_json_str(b, v->links[i], strlen(v->links[i]));
+    }
+    if (st == MD_OK)
+        st = md_buf_printf(b, "],\"has_human_feedback\":%s,\"final_status\":",
+                           v->has_feedback ? "true" : "false");
+    if (st == MD_OK)
+        st = put_verdict_or_null(b, v->final_status);
+    if (st == MD_OK)
+        st = md_buf_puts(b, "}}");
+    return st;
+}
+
+/*
+ * After a successful update of id: invalidate, and write the entry's new GET
+ * answer through the cache when the store handed back its links (updates,
+ * unlike creates, are to entries that clients are reading).
+ */
+static void updated(struct md_req *req, const char *id, uint64_t mark,
+                    const struct md_stm_view *v)
+{
+    if (v->links_known)
+        api_stm_written(req, id, mark, v->expires_ms, get_answer, v);
+    else
+        api_invalidate_stm(req, id, false);
+}
+
 /* ---- handlers ------------------------------------------------------------------- */
 
 void api_stm_create(struct md_req *req, struct md_resp *resp)
@@ -236,24 +275,7 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
     api_cache_expire_with(&put, req->now_ms, v.expires_ms);
     struct md_buf b;
     md_buf_init(&b, MD_RESP_MAX_BYTES);
-    enum md_status st = md_buf_puts(&b, "{\"stm_entry\":");
-    if (st == MD_OK)
-        st = md_buf_append(&b, v.json, v.json_len);
-    if (st == MD_OK)
-        st = md_buf_puts(&b, ",\"traceability\":{\"related_ltm_rules\":[");
-    for (size_t i = 0; st == MD_OK && i < v.n_links; i++) {
-        if (i)
-            st = md_buf_putc(&b, ',');
-        if (st == MD_OK)
-            st = md_buf_json_str(&b, v.links[i], strlen(v.links[i]));
-    }
-    if (st == MD_OK)
-        st = md_buf_printf(&b, "],\"has_human_feedback\":%s,\"final_status\":",
-                           v.has_feedback ? "true" : "false");
-    if (st == MD_OK)
-        st = put_verdict_or_null(&b, v.final_status);
-    if (st == MD_OK)
-        st = md_buf_puts(&b, "}}");
+    enum md_status st = get_answer(&b, &v);
     md_stm_view_release(&v);
     api_answer_cached(req, resp, "STM entry retrieved", &b, st, &put);
 }
@@ -438,6 +460,7 @@ void api_stm_patch(struct md_req *req, struct md_resp *resp)
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
     unsigned changed = 0;
+    uint64_t mark = api_stm_mark(req, id);
     if (app->stm->ops->patch(app->stm, id, &p, req->now_ms, &v, &changed, &err) != MD_OK) {
         if (md_status_http(err.code) >= 500) /* the write may still have applied */
             api_invalidate_stm(req, id, false);
@@ -447,7 +470,7 @@ void api_stm_patch(struct md_req *req, struct md_resp *resp)
         return;
     }
     if (changed)
-        api_invalidate_stm(req, id, false);
+        updated(req, id, mark, &v);
     static const struct {
         unsigned bit;
         const char *name;
@@ -509,6 +532,7 @@ void api_stm_feedback(struct md_req *req, struct md_resp *resp)
     }
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
+    uint64_t mark = api_stm_mark(req, id);
     if (app->stm->ops->feedback(app->stm, id, &fb, req->now_ms, &v, &err) != MD_OK) {
         if (md_status_http(err.code) >= 500) /* the write may still have applied */
             api_invalidate_stm(req, id, false);
@@ -517,7 +541,7 @@ void api_stm_feedback(struct md_req *req, struct md_resp *resp)
         api_fail(req, resp, &err);
         return;
     }
-    api_invalidate_stm(req, id, false);
+    updated(req, id, mark, &v);
     answer_entry(req, resp, 200, "human feedback recorded", &v);
     md_stm_view_release(&v);
 }

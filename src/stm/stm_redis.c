@@ -641,6 +641,11 @@ static enum md_status view_fill(struct md_stm_view *v, const char *id, size_t id
     return MD_OK;
 }
 
+static int cmp_link(const void *a, const void *b)
+{
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
 static enum md_status links_fill(char ***links, size_t *n_links, const redisReply *arr,
                                  struct md_error *err)
 {
@@ -665,6 +670,8 @@ static enum md_status links_fill(char ***links, size_t *n_links, const redisRepl
             return md_error_set(err, MD_E_NOMEM, "out of memory reading STM links");
         }
     }
+    /* SMEMBERS has no order: sort, so that every read (and the embedded store) agrees */
+    qsort(l, arr->elements, sizeof(*l), cmp_link);
     *links = l;
     *n_links = arr->elements;
     return MD_OK;
@@ -690,8 +697,8 @@ struct entry_ctx {
     const char *id;
     const char *what;
     struct md_stm_view *out;
-    unsigned *changed; /* patch only */
-    bool want_links;   /* get only */
+    unsigned *changed; /* patch only: the mask follows meta */
+    bool want_links;   /* get, patch, feedback: the links come last */
 };
 
 static enum md_status entry_reply(void *vctx, const redisReply *r, struct md_error *err)
@@ -700,13 +707,16 @@ static enum md_status entry_reply(void *vctx, const redisReply *r, struct md_err
     long long code = result_code(r);
     if (code != R_OK)
         return code_status(code, c->id, c->what, err);
-    size_t need = 3 + (c->changed || c->want_links ? 1 : 0);
+    size_t links_at = 3 + (c->changed ? 1 : 0);
+    size_t need = links_at + (c->want_links ? 1 : 0);
     if (r->elements < need)
         return bad_reply(err, c->what);
     enum md_status st =
         view_fill(c->out, c->id, strlen(c->id), r->element[1], r->element[2], err);
-    if (st == MD_OK && c->want_links)
-        st = links_fill(&c->out->links, &c->out->n_links, r->element[3], err);
+    if (st == MD_OK && c->want_links) {
+        st = links_fill(&c->out->links, &c->out->n_links, r->element[links_at], err);
+        c->out->links_known = st == MD_OK;
+    }
     if (st == MD_OK && c->changed) {
         if (r->element[3]->type != REDIS_REPLY_INTEGER || r->element[3]->integer < 0)
             st = bad_reply(err, c->what);
@@ -875,6 +885,8 @@ static enum md_status get_io(struct stm_redis *s, redisContext *c, void *arg, bo
     st = view_fill(g->out, g->id, id_len, json, meta, err);
     if (st == MD_OK)
         st = links_fill(&g->out->links, &g->out->n_links, ex->element[2], err);
+    if (st == MD_OK)
+        g->out->links_known = true;
     if (st != MD_OK)
         md_stm_view_release(g->out);
 out:
@@ -995,7 +1007,8 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
     arg_bool(&a, p->set_final);
     arg_str(&a, p->set_final ? md_verdict_name(p->final_status) : "");
     arg_str(&a, p->set_final ? slug_or_dash(p->final_status) : "-");
-    struct entry_ctx c = {.id = id, .what = "patch", .out = out, .changed = changed};
+    struct entry_ctx c = {
+        .id = id, .what = "patch", .out = out, .changed = changed, .want_links = true};
     return run(s, S_PATCH, false, &a, entry_reply, &c, err);
 }
 
@@ -1020,7 +1033,7 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
     arg_bool(&a, fb->set_final);
     arg_str(&a, fb->set_final ? md_verdict_name(fb->final_status) : "");
     arg_str(&a, fb->set_final ? slug_or_dash(fb->final_status) : "-");
-    struct entry_ctx c = {.id = id, .what = "feedback", .out = out};
+    struct entry_ctx c = {.id = id, .what = "feedback", .out = out, .want_links = true};
     return run(s, S_FEEDBACK, false, &a, entry_reply, &c, err);
 }
 

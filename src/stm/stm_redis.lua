@@ -414,7 +414,7 @@ return out
 -- ARGV: id now_ms now_iso
 --       has_text text has_status status_name status_slug has_rationale rationale
 --       has_recommendation recommendation set_final final_name('' = null) final_slug('-')
--- -> {0, json, meta, changed_mask} | {1} | {4}
+-- -> {0, json, meta, changed_mask, {rule_id...}} | {1} | {4}
 -- changed_mask bits follow enum md_stm_field: 1 requirement_text, 2 status,
 -- 4 rationale, 8 recommendation, 16 final_status. Nothing changed: the entry
 -- (updated_at included) stays as it was.
@@ -460,18 +460,19 @@ if ARGV[13] == '1' then
     end
 end
 if changed == 0 then
-    return {R_OK, encode(e), meta_fmt(m), 0}
+    return {R_OK, encode(e), meta_fmt(m), 0, redis.call('SMEMBERS', k_links(id))}
 end
 e.updated_at = ARGV[3]
 local json = encode(e)
 redis.call('SET', k_entry(id), json, 'KEEPTTL')
 index_move(id, m, nm)
-return {R_OK, json, meta_fmt(nm), changed}
+return {R_OK, json, meta_fmt(nm), changed, redis.call('SMEMBERS', k_links(id))}
 
 --- script: feedback
 #!lua
 -- ARGV: id now_ms now_iso decision rationale suggestion set_final final_name('' = null) final_slug
--- -> {0, json, meta} | {1} | {4}. Without set_final the final status stays.
+-- -> {0, json, meta, {rule_id...}} | {1} | {4}. Without set_final the final status stays.
+-- The links come back so that the daemon can write the new answer through its cache.
 local id, now = ARGV[1], tonumber(ARGV[2])
 purge(now, PURGE_INLINE)
 local m = live_meta(id, now, true)
@@ -497,7 +498,7 @@ e.updated_at = ARGV[3]
 local json = encode(e)
 redis.call('SET', k_entry(id), json, 'KEEPTTL')
 index_move(id, m, nm)
-return {R_OK, json, meta_fmt(nm)}
+return {R_OK, json, meta_fmt(nm), redis.call('SMEMBERS', k_links(id))}
 
 --- script: ttl
 #!lua

@@ -62,7 +62,10 @@ static const char SQL_GET_ONE[] =
     "SELECT body, has_feedback, final_status, expires_ms FROM stm_entries"
     " WHERE scenario_id = ?1 AND expires_ms > ?2";
 static const char SQL_READ_LIVE[] =
-    "SELECT body, expires_ms FROM stm_entries WHERE scenario_id = ?1 AND expires_ms > ?2";
+    "SELECT e.body, e.expires_ms,"
+    " (SELECT group_concat(l.rule_id, char(31)) FROM stm_links l"
+    "  WHERE l.scenario_id = e.scenario_id)"
+    " FROM stm_entries e WHERE e.scenario_id = ?1 AND e.expires_ms > ?2";
 static const char SQL_IS_LIVE[] =
     "SELECT 1 FROM stm_entries WHERE scenario_id = ?1 AND expires_ms > ?2";
 static const char SQL_DELETE_EXPIRED_ID[] =
@@ -393,15 +396,18 @@ static bool parse_entry(json_t *root, struct entry *e)
 /*
  * The live entry `id`, read inside the caller's write transaction: *stored
  * (owned) is its body, *root the parsed body, e its fields borrowed from
- * *root. MD_E_NOTFOUND when there is no live entry.
+ * *root, *links (owned, when asked for) its rule ids joined by LINK_SEP or
+ * NULL when it has none. MD_E_NOTFOUND when there is no live entry.
  */
 static enum md_status load_live(struct md_sqlite_conn *c, const char *id, int64_t now_ms,
                                 char **stored, size_t *stored_len, json_t **root,
-                                struct entry *e, struct md_error *err)
+                                struct entry *e, char **links, struct md_error *err)
 {
     enum md_status st = MD_OK;
     *stored = NULL;
     *root = NULL;
+    if (links)
+        *links = NULL;
     sqlite3_stmt *q = md_sqlite_prep(c, SQL_READ_LIVE, &st, err);
     if (!q)
         return st;
@@ -427,6 +433,9 @@ static enum md_status load_live(struct md_sqlite_conn *c, const char *id, int64_
                 md_error_detail(err, "%s", *root ? "unexpected entry shape" : jerr.text);
             } else {
                 e->expires_ms = expires_ms;
+                if (links && sqlite3_column_type(q, 2) != SQLITE_NULL &&
+                    !(*links = md_sqlite_col_dup(q, 2, NULL)))
+                    st = nomem(err, "reading an STM entry's links");
             }
         }
     }
@@ -456,6 +465,13 @@ static void view_fill(struct md_stm_view *out, const struct entry *e, char *json
     out->expires_ms = e->expires_ms;
     out->links = NULL;
     out->n_links = 0;
+}
+
+/* Hand the links read with the entry to the view; on OOM the view just goes without. */
+static void view_take_links(struct md_stm_view *out, const char *links)
+{
+    if (split_links(links, &out->links, &out->n_links) == MD_OK)
+        out->links_known = true;
 }
 
 static enum md_status expiry_after(int64_t now_ms, int64_t ttl_seconds, int64_t *out,
@@ -716,6 +732,7 @@ static enum md_status op_get(void *self, const char *id, int64_t now_ms,
     out->has_feedback = sqlite3_column_int(q, 1) != 0;
     out->final_status = col_verdict(q, 2);
     out->expires_ms = sqlite3_column_int64(q, 3);
+    out->links_known = true;
 out:
     md_sqlite_checkin(s->db, c);
     if (st != MD_OK) {
@@ -898,6 +915,7 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
     struct entry e;
     char now_iso[MD_ISO8601_LEN];
     unsigned mask = 0;
+    char *links = NULL;
     memset(out, 0, sizeof(*out));
     if (changed)
         *changed = 0;
@@ -909,7 +927,7 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
         return st;
     st = md_sqlite_begin(c, err);
     if (st == MD_OK)
-        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, err);
+        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, &links, err);
     if (st != MD_OK)
         goto out;
 
@@ -937,6 +955,7 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
         st = md_sqlite_commit(c, err);
         if (st == MD_OK) {
             view_fill(out, &e, stored, stored_len);
+            view_take_links(out, links);
             stored = NULL;
         }
         goto out;
@@ -961,6 +980,7 @@ static enum md_status op_patch(void *self, const char *id, const struct md_stm_p
         st = md_sqlite_commit(c, err);
     if (st == MD_OK) {
         view_fill(out, &e, json, json_len);
+        view_take_links(out, links);
         json = NULL;
         if (changed)
             *changed = mask;
@@ -970,6 +990,7 @@ out:
     json_decref(root);
     free(stored);
     free(json);
+    free(links);
     return st;
 }
 
@@ -986,6 +1007,7 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
     json_t *root = NULL;
     struct entry e;
     char now_iso[MD_ISO8601_LEN];
+    char *links = NULL;
     memset(out, 0, sizeof(*out));
     if (!fb->decision || !fb->rationale || !fb->suggestion ||
         (fb->set_final && fb->final_status != MD_VERDICT_NONE &&
@@ -996,7 +1018,7 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
         return st;
     st = md_sqlite_begin(c, err);
     if (st == MD_OK)
-        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, err);
+        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, &links, err);
     if (st != MD_OK)
         goto out;
     e.has_feedback = true;
@@ -1023,6 +1045,7 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
         st = md_sqlite_commit(c, err);
     if (st == MD_OK) {
         view_fill(out, &e, json, json_len);
+        view_take_links(out, links);
         json = NULL;
     }
 out:
@@ -1030,6 +1053,7 @@ out:
     json_decref(root);
     free(stored);
     free(json);
+    free(links);
     return st;
 }
 
@@ -1054,7 +1078,7 @@ static enum md_status op_set_ttl(void *self, const char *id, int64_t ttl_seconds
         return st;
     st = md_sqlite_begin(c, err);
     if (st == MD_OK)
-        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, err);
+        st = load_live(c, id, now_ms, &stored, &stored_len, &root, &e, NULL, err);
     if (st != MD_OK)
         goto out;
     e.expires_ms = expires_ms; /* updated_at stays: the case file itself did not change */

@@ -11,7 +11,8 @@ the check would prove nothing); the reads it does not affect must still be
 served unchanged. Explicit assertions on the new values follow.
 
 Covered: STM get after feedback / patch / ttl / delete / create-after-delete
-(both STM backends); LTM rule get, search (full-text and structured),
+(both STM backends); feedback and patch written through the cache (the next
+read a hit equal to the stores), also under racing writers; LTM rule get, search (full-text and structured),
 concepts, rules of a concept, history, audit and trace after create /
 patch / add_source_scenario_ids / promote / delete, in_stm after the source
 entry is created and deleted, related_ltm_rules after promote and delete,
@@ -168,6 +169,97 @@ def test_stm_get_is_never_stale_after_a_write(stm_daemon):
         create(d, entry_body(sid, requirement_text="Third incarnation."))
     served = through_write(d, [path], [], delete_and_create)
     assert data_of(served, path)["stm_entry"]["requirement_text"] == "Third incarnation."
+
+
+def read_counted(d, path):
+    """GET path once; returns (status, data|error_type, hits moved, misses moved)."""
+    h0, m0, _ = cache_counters(d)
+    a = answer(d.get(path))
+    h1, m1, _ = cache_counters(d)
+    return a[0], a[1], h1 - h0, m1 - m0
+
+
+def test_stm_updates_are_written_through(stm_daemon):
+    """Feedback and a patch that changes something store the entry's new GET
+    answer in the cache: the next read is a hit, equal to the stores' answer
+    (links to promoted rules included, in their order)."""
+    d = stm_daemon
+    sid = create(d)["scenario_id"]
+    path = f"{STM}/{sid}"
+    ok(d.put(f"{path}/feedback", fb("First feedback")))  # promote needs it
+    policy = unique_policy()
+    rules = sorted(promote(d, sid, {"rule_text": f"Written-through rule {k}.",
+                                    "related_concepts": [f"write through {k}"],
+                                    "policy": policy, "key_concept": f"wt{k}"})["rule_id"]
+                   for k in ("b", "a"))
+    invalidate_all(d)
+
+    def check_hit_equals_stores(what):
+        status, served, hits, misses = read_counted(d, path)
+        assert (hits, misses) == (1, 0), f"GET after {what}: {hits} hits, {misses} misses " \
+                                         f"(the write should have stored the answer)"
+        assert status == 200, served
+        invalidate_all(d)
+        status2, truth, hits2, misses2 = read_counted(d, path)
+        assert (status2, hits2, misses2) == (200, 0, 1)
+        assert served == truth, f"written-through answer after {what}\n  " \
+                                f"{json.dumps(served)}\nwhile the stores say\n  {json.dumps(truth)}"
+        return served
+
+    ok(d.put(f"{path}/feedback", fb("Written through", final_status="Non-Compliant")))
+    served = check_hit_equals_stores("feedback")
+    assert served["traceability"] == {"related_ltm_rules": rules, "has_human_feedback": True,
+                                      "final_status": "Non-Compliant"}
+    assert served["stm_entry"]["human_feedback"]["decision"] == "Written through"
+
+    ok(d.patch(path, {"requirement_text": "Patched and written through."}))
+    served = check_hit_equals_stores("patch")
+    assert served["stm_entry"]["requirement_text"] == "Patched and written through."
+    assert served["traceability"]["related_ltm_rules"] == rules
+
+    # creates are not written through (new entries are not being read yet)
+    sid2 = create(d)["scenario_id"]
+    status, _, hits, misses = read_counted(d, f"{STM}/{sid2}")
+    assert (status, hits, misses) == (200, 0, 1)
+
+
+def test_concurrent_updates_never_leave_a_stale_answer(stm_daemon):
+    """Writers racing on one entry: whichever store write lands last, the
+    cached answer afterwards is the stores' answer (a write-through only
+    counts when no other write to the entry bumped in between)."""
+    d = stm_daemon
+    sid = create(d)["scenario_id"]
+    path = f"{STM}/{sid}"
+    for rnd in range(20):
+        errors = []
+
+        def writer(k):
+            cl = TimedClient(d.port, 30)
+            try:
+                for i in range(6):
+                    if (k + i) % 2:
+                        body = fb(f"round {rnd} writer {k} write {i}")
+                        r, _ = cl.request("PUT", f"{path}/feedback", body)
+                    else:
+                        r, _ = cl.request("PATCH", path,
+                                          {"requirement_text": f"round {rnd} writer {k} write {i}"})
+                    if r.status != 200:
+                        errors.append((r.status, r.body[:200]))
+                    cl.request("GET", path)  # readers in the mix
+            finally:
+                cl.close()
+
+        threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors, errors[:3]
+        served = answer(d.get(path))
+        invalidate_all(d)
+        truth = answer(d.get(path))
+        assert served == truth, f"round {rnd}: STALE after concurrent writes\n  " \
+                                f"{json.dumps(served)}\nwhile the stores say\n  {json.dumps(truth)}"
 
 
 def test_ltm_reads_are_never_stale_after_a_write(stm_daemon):
