@@ -43,7 +43,7 @@ struct md_req {
     size_t n_query;
     json_t *body;               /* parsed JSON object body, or NULL (owned by the request) */
     char request_id[MD_REQUEST_ID_MAX + 1];
-    char client_ip[64];         /* numeric client address ("" if unknown) */
+    char client_ip[64];         /* numeric client address: use md_req_client_ip() */
     int64_t start_us;           /* monotonic, for durations */
     int64_t now_ms;             /* wall clock at arrival: one clock reading per request */
     const char *(*header)(const struct md_req *req, const char *name); /* header lookup */
@@ -68,6 +68,9 @@ struct md_resp {
 
 /* Value of a decoded query parameter, or NULL if absent (first occurrence). */
 const char *md_req_query(const struct md_req *req, const char *key);
+
+/* The client's numeric address ("" if unknown), formatted on first use. */
+const char *md_req_client_ip(struct md_req *req);
 
 /* Value of a request header (case-insensitive name), or NULL. */
 const char *md_req_header(const struct md_req *req, const char *name);

@@ -99,7 +99,7 @@ static int rate_limited(struct md_app *app, struct md_req *req, const char *key,
     if (!app->ratelimit)
         return 0;
     char client[600];
-    snprintf(client, sizeof(client), "%s:%s", key ? "key" : "ip", key ? key : req->client_ip);
+    snprintf(client, sizeof(client), "%s:%s", key ? "key" : "ip", key ? key : md_req_client_ip(req));
     int retry = 1;
     if (md_ratelimit_take(app->ratelimit, client, md_mono_ms(), &retry))
         return 0;

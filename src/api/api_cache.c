@@ -41,6 +41,13 @@ static int cmp_param(const void *a, const void *b)
 
 bool api_cache_key(const struct md_req *req, char *out, size_t cap)
 {
+    if (req->n_query == 0) { /* the common case: a resource by id */
+        size_t n = strlen(req->path);
+        if (n >= cap)
+            return false;
+        memcpy(out, req->path, n + 1);
+        return true;
+    }
     struct md_query_param q[MD_MAX_QUERY_PARAMS];
     memcpy(q, req->query, req->n_query * sizeof(q[0]));
     qsort(q, req->n_query, sizeof(q[0]), cmp_param);

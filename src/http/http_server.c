@@ -224,6 +224,22 @@ static bool is_json_type(const char *ct)
     return *ct == '\0' || *ct == ';';
 }
 
+const char *md_req_client_ip(struct md_req *req)
+{
+    /* formatted on first use only (the rate limiter): most requests never need it */
+    if (!req->client_ip[0] && req->conn) {
+        const union MHD_ConnectionInfo *ci =
+            MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+        if (ci && ci->client_addr &&
+            getnameinfo(ci->client_addr,
+                        ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                               : sizeof(struct sockaddr_in),
+                        req->client_ip, sizeof(req->client_ip), NULL, 0, NI_NUMERICHOST) != 0)
+            req->client_ip[0] = '\0';
+    }
+    return req->client_ip;
+}
+
 /* First call: everything that can be decided from the request line and headers. */
 static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
 {
@@ -231,13 +247,6 @@ static void on_headers(struct req_ctx *ctx, const char *method, const char *url)
     struct md_req *req = &ctx->req;
     req->path = url;
     req->method = md_http_method_parse(method);
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    if (ci && ci->client_addr)
-        getnameinfo(ci->client_addr,
-                    ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-                                                           : sizeof(struct sockaddr_in),
-                    req->client_ip, sizeof(req->client_ip), NULL, 0, NI_NUMERICHOST);
     assign_request_id(req);
     int64_t clen;
     ctx->has_body = declares_body(req, &clen);
