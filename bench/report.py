@@ -152,13 +152,14 @@ def main():
             vs = "—"
         elif t.get("unit") == "MiB":
             vs = f"{v:.1f} MiB"
-        elif t["kind"].startswith("min") and t["limit"] < 1:
+        elif (t["kind"].startswith("min") or t["kind"] == "info") and t["limit"] < 1:
             vs = f"{100 * v:.1f} %"
         else:
             vs = f"{v:.2f}"
         lim = t["limit"]
         ls = f"{lim:.0f} MiB" if t.get("unit") == "MiB" else (
-            f"{100 * lim:.0f} %" if t["kind"].startswith("min") and lim < 1 else f"{lim:.2f}")
+            f"{100 * lim:.0f} %" if (t["kind"].startswith("min") or t["kind"] == "info") and
+            lim < 1 else f"{lim:.2f}")
         w(f"| {t['name']} | {desc(mm)} | {desc(cc)} | {vs} | {ls} | **{t['status']}** |")
     if res.get("long"):
         L = res["long"]
