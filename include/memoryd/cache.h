@@ -33,7 +33,7 @@
 #include "memoryd/status.h"
 
 #define MD_CACHE_MAX_TAGS 8
-#define MD_CACHE_TAG_MAX 160
+#define MD_CACHE_TAG_MAX 160 /* a value with a longer tag is not cached */
 
 struct md_cache;
 

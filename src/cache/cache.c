@@ -139,9 +139,13 @@ static struct tag *tag_acquire(struct md_cache *c, const char *name)
     uint64_t h = hash_str(name);
     struct stripe *t = stripe_of(c, h);
     pthread_mutex_lock(&t->lock);
+    size_t n = strnlen(name, MD_CACHE_TAG_MAX);
+    if (n == MD_CACHE_TAG_MAX) { /* over-long: such a value is simply not cached */
+        pthread_mutex_unlock(&t->lock);
+        return NULL;
+    }
     struct tag *g = find_tag_locked(t, name, h);
     if (!g && t->count < c->max_tags_per_stripe) {
-        size_t n = strnlen(name, MD_CACHE_TAG_MAX);
         g = malloc(sizeof(*g) + n + 1);
         if (g) {
             g->hash = h;
