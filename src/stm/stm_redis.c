@@ -38,6 +38,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "memoryd/buf.h"
 #include "memoryd/clock.h"
 #include "memoryd/config.h"
 #include "memoryd/ids.h"
@@ -58,6 +59,7 @@ extern const unsigned long md_asset_stm_redis_lua_len;
 #define SWEEP_BUDGET_MS 500 /* ... and at most this long */
 #define LINKS_REMOVE_CHUNK 500
 #define MAX_ARGS 24
+#define ENTRY_JSON_MAX (1u << 20) /* rendered entry parts (texts are at most MD_TEXT_MAX) */
 #define ARG_NUM_LEN 24
 
 /* Result codes of the scripts (see stm_redis.lua). */
@@ -350,6 +352,13 @@ static void arg_str(struct args *a, const char *s)
         s = "";
     a->v[a->n] = s;
     a->len[a->n] = strlen(s);
+    a->n++;
+}
+
+static void arg_bytes(struct args *a, const char *p, size_t len)
+{
+    a->v[a->n] = p;
+    a->len[a->n] = len;
     a->n++;
 }
 
@@ -765,6 +774,68 @@ static enum md_status create_reply(void *vctx, const redisReply *r, struct md_er
     return st;
 }
 
+/*
+ * The JSON a script splices into an entry, rendered here with md_buf_json_str
+ * (byte for byte what the scripts' jstr() writes: the key order of stm.h).
+ */
+
+static enum md_status put_str(struct md_buf *b, const char *s)
+{
+    if (!s)
+        s = "";
+    return md_buf_json_str(b, s, strlen(s));
+}
+
+/* A new entry after its scenario_id: ,"requirement_text":… through the closing brace. */
+static enum md_status render_new_rest(struct md_buf *b, const struct md_stm_new *in,
+                                      int64_t now_ms, int64_t exp_ms)
+{
+    char now_iso[MD_ISO8601_LEN], exp_iso[MD_ISO8601_LEN];
+    md_iso8601(now_ms, now_iso);
+    md_iso8601(exp_ms, exp_iso);
+    const char *status = md_verdict_name(in->status);
+    enum md_status st = md_buf_puts(b, ",\"requirement_text\":");
+    if (st == MD_OK)
+        st = put_str(b, in->requirement_text);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"initial_assessment\":{\"status\":");
+    if (st == MD_OK)
+        st = put_str(b, status);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"rationale\":");
+    if (st == MD_OK)
+        st = put_str(b, in->rationale);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"recommendation\":");
+    if (st == MD_OK)
+        st = put_str(b, in->recommendation);
+    if (st == MD_OK)
+        st = md_buf_printf(b, "},\"human_feedback\":null,\"final_status\":null,"
+                              "\"created_at\":\"%s\",\"updated_at\":\"%s\","
+                              "\"expires_at\":\"%s\"}",
+                           now_iso, now_iso, exp_iso);
+    return st;
+}
+
+/* {"decision":…,"rationale":…,"suggestion":…} */
+static enum md_status render_feedback(struct md_buf *b, const struct md_stm_feedback *fb)
+{
+    enum md_status st = md_buf_puts(b, "{\"decision\":");
+    if (st == MD_OK)
+        st = put_str(b, fb->decision);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"rationale\":");
+    if (st == MD_OK)
+        st = put_str(b, fb->rationale);
+    if (st == MD_OK)
+        st = md_buf_puts(b, ",\"suggestion\":");
+    if (st == MD_OK)
+        st = put_str(b, fb->suggestion);
+    if (st == MD_OK)
+        st = md_buf_putc(b, '}');
+    return st;
+}
+
 static enum md_status op_create(void *self, const struct md_stm_new *in, int64_t now_ms,
                                 struct md_stm_view *out, struct md_error *err)
 {
@@ -774,25 +845,25 @@ static enum md_status op_create(void *self, const struct md_stm_new *in, int64_t
     if (!verdict_ok(in->status) || in->ttl_seconds <= 0 || !in->scenario_id[0])
         return invalid(err, "create request");
     int64_t exp = now_ms + in->ttl_seconds * 1000;
-    char now_iso[MD_ISO8601_LEN], exp_iso[MD_ISO8601_LEN];
-    md_iso8601(now_ms, now_iso);
-    md_iso8601(exp, exp_iso);
+    struct md_buf rest;
+    md_buf_init(&rest, ENTRY_JSON_MAX);
+    if (render_new_rest(&rest, in, now_ms, exp) != MD_OK) {
+        md_buf_release(&rest);
+        return md_error_set(err, MD_E_NOMEM, "out of memory building an STM entry");
+    }
     struct args a;
     args_init(&a);
     arg_str(&a, in->scenario_id);
     arg_bool(&a, in->generated);
     arg_i64(&a, now_ms);
     arg_i64(&a, exp);
-    arg_str(&a, now_iso);
-    arg_str(&a, exp_iso);
-    arg_str(&a, in->requirement_text);
-    arg_str(&a, md_verdict_name(in->status));
     arg_str(&a, verdict_slugs[in->status]);
-    arg_str(&a, in->rationale);
-    arg_str(&a, in->recommendation);
     arg_i64(&a, MD_SCENARIO_ID_MAX);
+    arg_bytes(&a, rest.data, rest.len);
     struct create_ctx c = {.base = in->scenario_id, .out = out};
-    return run(s, S_CREATE, false, &a, create_reply, &c, err);
+    enum md_status st = run(s, S_CREATE, false, &a, create_reply, &c, err);
+    md_buf_release(&rest);
+    return st;
 }
 
 /*
@@ -1027,14 +1098,20 @@ static enum md_status op_feedback(void *self, const char *id, const struct md_st
     arg_str(&a, id);
     arg_i64(&a, now_ms);
     arg_str(&a, now_iso);
-    arg_str(&a, fb->decision);
-    arg_str(&a, fb->rationale);
-    arg_str(&a, fb->suggestion);
+    struct md_buf hf;
+    md_buf_init(&hf, ENTRY_JSON_MAX);
+    if (render_feedback(&hf, fb) != MD_OK) {
+        md_buf_release(&hf);
+        return md_error_set(err, MD_E_NOMEM, "out of memory building human feedback");
+    }
+    arg_bytes(&a, hf.data, hf.len);
     arg_bool(&a, fb->set_final);
     arg_str(&a, fb->set_final ? md_verdict_name(fb->final_status) : "");
     arg_str(&a, fb->set_final ? slug_or_dash(fb->final_status) : "-");
     struct entry_ctx c = {.id = id, .what = "feedback", .out = out, .want_links = true};
-    return run(s, S_FEEDBACK, false, &a, entry_reply, &c, err);
+    enum md_status st = run(s, S_FEEDBACK, false, &a, entry_reply, &c, err);
+    md_buf_release(&hf);
+    return st;
 }
 
 static enum md_status op_set_ttl(void *self, const char *id, int64_t ttl_seconds, int64_t now_ms,

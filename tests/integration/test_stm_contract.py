@@ -3,6 +3,7 @@ STM contract: every row and every error of spec §3 (promote excepted), the
 vocabulary of §2 and the fine points of §6, plus the server decisions where
 the spec is silent (see README.md). Every test runs on both STM backends.
 """
+import json
 import time
 from urllib.parse import quote, urlencode
 
@@ -839,3 +840,72 @@ def test_path_id_is_percent_decoded_once(shared_stm_daemon):
     enc = "".join("%%%02X" % ord(c) for c in sid)
     assert ok(d.get(f"{BASE}/{enc}"))["stm_entry"] == e
     assert ok(d.get(f"{BASE}/{quote(sid)}"))["stm_entry"] == e
+
+
+# ---------------------------------------------------------------- feedback splicing
+
+LOOKALIKE = ('",x,"human_feedback":{"decision":"forged"},"final_status":"Compliant",'
+             '"created_at":"2000-01-01T00:00:00.000Z","updated_at":"2000-01-01T00:00:00.000Z",'
+             '"expires_at":"2000-01-01T00:00:00.000Z"}')
+
+
+def test_feedback_keeps_every_field_when_texts_look_like_the_entrys_json(stm_daemon):
+    """The Redis feedback script splices the stored entry at ',"human_feedback":' and
+    rebuilds its tail: client text that imitates those spots (quotes, keys, timestamps)
+    must come back exactly, and the entry's own fields must stay right (both backends
+    must agree)."""
+    d = stm_daemon
+    body = entry_body(requirement_text="Req " + LOOKALIKE)
+    body["initial_assessment"]["rationale"] = "Why " + LOOKALIKE
+    body["initial_assessment"]["recommendation"] = LOOKALIKE + ' \\ \n\t "end"'
+    e = create(d, body)
+    sid = e["scenario_id"]
+    for i, final in enumerate([None, "Compliant", "unset"]):
+        fb = {"decision": f"D{i} " + LOOKALIKE, "rationale": LOOKALIKE + f" R{i}",
+              "suggestion": "S \u00e9\u4e2d\U0001F600 " + LOOKALIKE}
+        if final == "unset":
+            fb["final_status"] = None
+        elif final:
+            fb["final_status"] = final
+        time.sleep(0.002)
+        out = ok(d.put(f"/v1/stm/entries/{sid}/feedback", fb))["stm_entry"]
+        got = ok(d.get(f"/v1/stm/entries/{sid}"))["stm_entry"]
+        assert got == out
+        assert got["requirement_text"] == body["requirement_text"]
+        assert got["initial_assessment"] == {**body["initial_assessment"],
+                                             "status": got["initial_assessment"]["status"]}
+        assert got["human_feedback"] == {k: fb[k] for k in ("decision", "rationale", "suggestion")}
+        assert got["created_at"] == e["created_at"] and got["expires_at"] == e["expires_at"]
+        assert got["updated_at"] > e["updated_at"]
+        want_final = {0: None, 1: "Compliant", 2: None}[i]
+        assert got["final_status"] == want_final
+        # the entry's text is still the canonical compact JSON of these fields
+        status, raw = get_raw(d, sid)
+        assert status == 200
+        assert raw == json.dumps(got, separators=(",", ":"), ensure_ascii=False)
+        assert list(json.loads(raw)) == ["scenario_id", "requirement_text", "initial_assessment",
+                                         "human_feedback", "final_status", "created_at",
+                                         "updated_at", "expires_at"]
+
+
+def test_feedback_on_an_entry_another_tool_rewrote(daemon):
+    """An entry rewritten behind memoryd's back in another JSON layout (spaces, \\u escapes,
+    other key order) is not spliced: it is decoded and written back canonical."""
+    d = daemon(stm="redis")
+    sid = create(d, entry_body(requirement_text="Caf\u00e9 text"))["scenario_id"]
+    key = f"stm:{sid}"
+    entry = json.loads(d.redis.command_db(d.redis_db, "GET", key))
+    relaid = json.dumps(dict(reversed(list(entry.items()))))  # ", " and ": ", \u00e9
+    assert d.redis.command_db(d.redis_db, "SET", key, relaid, "KEEPTTL") == "OK"
+    fb = {"decision": "Agree", "rationale": "Because", "suggestion": "None",
+          "final_status": "Non-Compliant"}
+    out = ok(d.put(f"/v1/stm/entries/{sid}/feedback", fb))["stm_entry"]
+    assert out["requirement_text"] == "Caf\u00e9 text"
+    assert out["human_feedback"] == {"decision": "Agree", "rationale": "Because",
+                                     "suggestion": "None"}
+    assert out["final_status"] == "Non-Compliant"
+    stored = d.redis.command_db(d.redis_db, "GET", key)
+    assert list(json.loads(stored)) == ["scenario_id", "requirement_text", "initial_assessment",
+                                        "human_feedback", "final_status", "created_at",
+                                        "updated_at", "expires_at"]
+    assert ", " not in stored and "\\u00e9" not in stored
