@@ -28,6 +28,11 @@
  * With retries a read is bounded by twice the socket timeout, everything
  * else by one.
  *
+ * Entry JSON: the parts of an entry the daemon knows (a new entry after its
+ * id, a feedback object) are rendered here with md_buf_json_str and spliced
+ * by the scripts, which would otherwise spend Redis's single thread on
+ * decoding and re-encoding the whole entry in Lua.
+ *
  * Replies are copied out while the lease is held (a reply never outlives its
  * checkout), freed, and only then is the connection checked in.
  */
