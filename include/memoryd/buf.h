@@ -46,6 +46,9 @@ MD_MUSTCHECK enum md_status md_buf_vprintf(struct md_buf *b, const char *fmt, va
  */
 MD_MUSTCHECK enum md_status md_buf_json_str(struct md_buf *b, const char *s, size_t len);
 
+/* md_buf_json_str of a NUL-terminated string (NULL is written as ""). */
+MD_MUSTCHECK enum md_status md_buf_json_cstr(struct md_buf *b, const char *s);
+
 /*
  * Hand the contents to the caller (owned; free() it) and leave the buffer
  * empty. Returns an allocated "" if nothing was appended, NULL on OOM.

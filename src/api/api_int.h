@@ -43,8 +43,6 @@ bool api_query_only(struct md_req *req, struct md_resp *resp, const char *const 
 bool api_query_int(struct md_req *req, struct md_resp *resp, const char *name, int64_t lo,
                    int64_t hi, int64_t def, int64_t *out);
 
-/* JSON rendering (api_json.c); all return MD_OK or the buffer's error. */
-enum md_status api_put_str(struct md_buf *b, const char *s);
 enum md_status api_put_time(struct md_buf *b, int64_t ms);
 enum md_status api_put_verdict(struct md_buf *b, enum md_verdict v);
 enum md_status api_put_double(struct md_buf *b, double x);

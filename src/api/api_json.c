@@ -11,11 +11,6 @@
 #include "api_int.h"
 #include "memoryd/clock.h"
 
-enum md_status api_put_str(struct md_buf *b, const char *s)
-{
-    return md_buf_json_str(b, s, strlen(s));
-}
-
 enum md_status api_put_time(struct md_buf *b, int64_t ms)
 {
     char iso[MD_ISO8601_LEN];
@@ -25,7 +20,7 @@ enum md_status api_put_time(struct md_buf *b, int64_t ms)
 
 enum md_status api_put_verdict(struct md_buf *b, enum md_verdict v)
 {
-    return v == MD_VERDICT_NONE ? md_buf_puts(b, "null") : api_put_str(b, md_verdict_name(v));
+    return v == MD_VERDICT_NONE ? md_buf_puts(b, "null") : md_buf_json_cstr(b, md_verdict_name(v));
 }
 
 /* Shortest decimal that round-trips (confidence 0.9 prints as 0.9). */
@@ -53,7 +48,7 @@ enum md_status api_put_strv(struct md_buf *b, char *const *v, size_t n)
         if (i)
             st = md_buf_putc(b, ',');
         if (st == MD_OK)
-            st = api_put_str(b, v[i]);
+            st = md_buf_json_cstr(b, v[i]);
     }
     return st == MD_OK ? md_buf_putc(b, ']') : st;
 }
@@ -65,7 +60,7 @@ enum md_status api_put_concept_names(struct md_buf *b, const struct md_rule *r)
         if (i)
             st = md_buf_putc(b, ',');
         if (st == MD_OK)
-            st = api_put_str(b, r->concepts[i].name);
+            st = md_buf_json_cstr(b, r->concepts[i].name);
     }
     return st == MD_OK ? md_buf_putc(b, ']') : st;
 }
@@ -74,15 +69,15 @@ enum md_status api_put_rule(struct md_buf *b, const struct md_rule *r, bool with
 {
     enum md_status st = md_buf_puts(b, "{\"rule_id\":");
     if (st == MD_OK)
-        st = api_put_str(b, r->rule_id);
+        st = md_buf_json_cstr(b, r->rule_id);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"policy\":");
     if (st == MD_OK)
-        st = api_put_str(b, r->policy);
+        st = md_buf_json_cstr(b, r->policy);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"rule_text\":");
     if (st == MD_OK)
-        st = api_put_str(b, r->rule_text ? r->rule_text : "");
+        st = md_buf_json_cstr(b, r->rule_text ? r->rule_text : "");
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"related_concepts\":");
     if (st == MD_OK)

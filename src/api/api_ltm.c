@@ -879,7 +879,7 @@ void api_ltm_concepts(struct md_req *req, struct md_resp *resp)
     for (size_t i = 0; st == MD_OK && i < list.count; i++) {
         st = md_buf_puts(&b, i ? ",{\"name\":" : "{\"name\":");
         if (st == MD_OK)
-            st = api_put_str(&b, list.items[i].name);
+            st = md_buf_json_cstr(&b, list.items[i].name);
         if (st == MD_OK)
             st = md_buf_printf(&b, ",\"rule_count\":%lld}", (long long)list.items[i].rule_count);
     }
@@ -931,7 +931,7 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
     md_buf_init(&b, MD_RESP_MAX_BYTES);
     enum md_status st = md_buf_puts(&b, "{\"concept\":");
     if (st == MD_OK)
-        st = api_put_str(&b, stored ? stored : "");
+        st = md_buf_json_cstr(&b, stored ? stored : "");
     if (st == MD_OK)
         st = md_buf_puts(&b, ",\"rules\":");
     if (st == MD_OK)
@@ -954,7 +954,7 @@ static enum md_status put_versions(struct md_buf *b, const char *rule_id,
         st = md_buf_printf(b, "%s{\"rule_id\":\"%s\",\"version\":%lld,\"rule_text\":",
                            i ? "," : "", rule_id, (long long)v->version);
         if (st == MD_OK)
-            st = api_put_str(b, v->rule_text ? v->rule_text : "");
+            st = md_buf_json_cstr(b, v->rule_text ? v->rule_text : "");
         if (st == MD_OK)
             st = md_buf_puts(b, ",\"confidence_score\":");
         if (st == MD_OK)
@@ -1106,7 +1106,7 @@ void api_ltm_audit(struct md_req *req, struct md_resp *resp)
         if (i)
             st = md_buf_putc(&b, ',');
         if (st == MD_OK)
-            st = api_put_str(&b, a.links[i].concept);
+            st = md_buf_json_cstr(&b, a.links[i].concept);
         if (st == MD_OK)
             st = md_buf_putc(&b, ':');
         if (st == MD_OK)

@@ -150,14 +150,6 @@ static enum md_status parse_create(struct md_req *req, struct md_stm_new *in,
 
 /* ---- output helpers --------------------------------------------------------- */
 
-static enum md_status put_verdict_or_null(struct md_buf *b, enum md_verdict v)
-{
-    if (v == MD_VERDICT_NONE)
-        return md_buf_puts(b, "null");
-    const char *name = md_verdict_name(v);
-    return md_buf_json_str(b, name, strlen(name));
-}
-
 /* {"stm_entry":<json>} */
 static void answer_entry(struct md_req *req, struct md_resp *resp, int status,
                          const char *message, const struct md_stm_view *v)
@@ -189,13 +181,13 @@ static enum md_status get_answer(struct md_buf *b, const void *arg)
         if (i)
             st = md_buf_putc(b, ',');
         if (st == MD_OK)
-            st = md_buf_json_str(b, v->links[i], strlen(v->links[i]));
+            st = md_buf_json_cstr(b, v->links[i]);
     }
     if (st == MD_OK)
         st = md_buf_printf(b, "],\"has_human_feedback\":%s,\"final_status\":",
                            v->has_feedback ? "true" : "false");
     if (st == MD_OK)
-        st = put_verdict_or_null(b, v->final_status);
+        st = api_put_verdict(b, v->final_status);
     if (st == MD_OK)
         st = md_buf_puts(b, "}}");
     return st;
@@ -288,13 +280,13 @@ static enum md_status filters_json(const struct md_stm_filter *f, struct md_buf 
     if (st == MD_OK && f->status != MD_VERDICT_NONE) {
         st = md_buf_puts(b, "\"status\":");
         if (st == MD_OK)
-            st = put_verdict_or_null(b, f->status);
+            st = api_put_verdict(b, f->status);
         first = false;
     }
     if (st == MD_OK && f->final_status != MD_VERDICT_NONE) {
         st = md_buf_puts(b, first ? "\"final_status\":" : ",\"final_status\":");
         if (st == MD_OK)
-            st = put_verdict_or_null(b, f->final_status);
+            st = api_put_verdict(b, f->final_status);
         first = false;
     }
     if (st == MD_OK && f->has_feedback >= 0) {

@@ -142,7 +142,7 @@ static enum md_status add_issue(struct integrity_walk *w, const char *fmt, ...)
     vsnprintf(text, sizeof(text), fmt, ap);
     va_end(ap);
     enum md_status st = w->n_issues > 1 ? md_buf_putc(w->issues, ',') : MD_OK;
-    return st == MD_OK ? api_put_str(w->issues, text) : st;
+    return st == MD_OK ? md_buf_json_cstr(w->issues, text) : st;
 }
 
 static enum md_status walk_entry(void *ctx, const char *scenario_id, bool has_feedback,
@@ -359,7 +359,7 @@ void api_stats(struct md_req *req, struct md_resp *resp)
         if (i)
             st = md_buf_putc(&b, ',');
         if (st == MD_OK)
-            st = api_put_str(&b, ls.policies[i]);
+            st = md_buf_json_cstr(&b, ls.policies[i]);
         if (st == MD_OK)
             st = md_buf_printf(&b, ":%lld", (long long)ls.policy_counts[i]);
     }

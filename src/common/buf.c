@@ -167,6 +167,13 @@ enum md_status md_buf_json_str(struct md_buf *b, const char *s, size_t len)
     return MD_OK;
 }
 
+enum md_status md_buf_json_cstr(struct md_buf *b, const char *s)
+{
+    if (!s)
+        s = "";
+    return md_buf_json_str(b, s, strlen(s));
+}
+
 char *md_buf_take(struct md_buf *b, size_t *len_out)
 {
     char *p = b->data;

@@ -784,13 +784,6 @@ static enum md_status create_reply(void *vctx, const redisReply *r, struct md_er
  * (byte for byte what the scripts' jstr() writes: the key order of stm.h).
  */
 
-static enum md_status put_str(struct md_buf *b, const char *s)
-{
-    if (!s)
-        s = "";
-    return md_buf_json_str(b, s, strlen(s));
-}
-
 /* A new entry after its scenario_id: ,"requirement_text":… through the closing brace. */
 static enum md_status render_new_rest(struct md_buf *b, const struct md_stm_new *in,
                                       int64_t now_ms, int64_t exp_ms)
@@ -801,19 +794,19 @@ static enum md_status render_new_rest(struct md_buf *b, const struct md_stm_new 
     const char *status = md_verdict_name(in->status);
     enum md_status st = md_buf_puts(b, ",\"requirement_text\":");
     if (st == MD_OK)
-        st = put_str(b, in->requirement_text);
+        st = md_buf_json_cstr(b, in->requirement_text);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"initial_assessment\":{\"status\":");
     if (st == MD_OK)
-        st = put_str(b, status);
+        st = md_buf_json_cstr(b, status);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"rationale\":");
     if (st == MD_OK)
-        st = put_str(b, in->rationale);
+        st = md_buf_json_cstr(b, in->rationale);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"recommendation\":");
     if (st == MD_OK)
-        st = put_str(b, in->recommendation);
+        st = md_buf_json_cstr(b, in->recommendation);
     if (st == MD_OK)
         st = md_buf_printf(b, "},\"human_feedback\":null,\"final_status\":null,"
                               "\"created_at\":\"%s\",\"updated_at\":\"%s\","
@@ -827,15 +820,15 @@ static enum md_status render_feedback(struct md_buf *b, const struct md_stm_feed
 {
     enum md_status st = md_buf_puts(b, "{\"decision\":");
     if (st == MD_OK)
-        st = put_str(b, fb->decision);
+        st = md_buf_json_cstr(b, fb->decision);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"rationale\":");
     if (st == MD_OK)
-        st = put_str(b, fb->rationale);
+        st = md_buf_json_cstr(b, fb->rationale);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"suggestion\":");
     if (st == MD_OK)
-        st = put_str(b, fb->suggestion);
+        st = md_buf_json_cstr(b, fb->suggestion);
     if (st == MD_OK)
         st = md_buf_putc(b, '}');
     return st;
