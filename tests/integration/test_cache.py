@@ -107,6 +107,15 @@ def through_write(d, changed, unchanged, write):
     return served
 
 
+def run_threads(fn, n, timeout=60):
+    """Run fn(0) … fn(n-1) in n threads at once and wait for them."""
+    threads = [threading.Thread(target=fn, args=(k,)) for k in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout)
+
+
 def data_of(served, path):
     status, data = served[path]
     assert status == 200, f"GET {path}: {status} {data}"
@@ -249,11 +258,7 @@ def test_concurrent_updates_never_leave_a_stale_answer(stm_daemon):
             finally:
                 cl.close()
 
-        threads = [threading.Thread(target=writer, args=(k,)) for k in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        run_threads(writer, 6)
         assert not errors, errors[:3]
         served = answer(d.get(path))
         invalidate_all(d)
@@ -541,11 +546,7 @@ def test_a_burst_of_writes_on_one_daemon_reaches_the_peer(daemon):
                     last[sid] = decision
         finally:
             cl.close()
-    threads = [threading.Thread(target=writer, args=(k,)) for k in range(16)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
+    run_threads(writer, 16)
     assert len(last) == len(sids)
     for sid, path in zip(sids, paths):
         poll(lambda: ok(a.get(path))["stm_entry"]["human_feedback"]["decision"] == last[sid],

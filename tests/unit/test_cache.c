@@ -265,6 +265,24 @@ static void test_tag_table_bound(void **state)
     md_cache_free(c);
 }
 
+static void test_over_long_tags_are_not_cached(void **state)
+{
+    (void)state;
+    struct md_cache *c = make(100, 1 << 20, 60000);
+    char tag[MD_CACHE_TAG_MAX + 8], v[8];
+    memset(tag, 'x', sizeof(tag) - 1);
+    tag[sizeof(tag) - 1] = '\0';
+    put(c, "long", "v", tag); /* its tag could not be remembered: never served */
+    assert_false(get(c, "long", v, sizeof(v)));
+    tag[MD_CACHE_TAG_MAX - 1] = '\0'; /* the longest tag that is kept */
+    put(c, "fits", "v", tag);
+    assert_true(get(c, "fits", v, sizeof(v)));
+    struct md_cache_stats s;
+    md_cache_stats(c, &s);
+    assert_int_equal(s.tags, 1);
+    md_cache_free(c);
+}
+
 static void test_write_through_marks(void **state)
 {
     (void)state;
@@ -391,6 +409,7 @@ int main(void)
         cmocka_unit_test(test_tag_invalidation_and_tickets),
         cmocka_unit_test(test_tags_live_only_with_entries),
         cmocka_unit_test(test_tag_table_bound),
+        cmocka_unit_test(test_over_long_tags_are_not_cached),
         cmocka_unit_test(test_write_through_marks),
         cmocka_unit_test(test_drop_prefix),
         cmocka_unit_test(test_disabled),
