@@ -217,6 +217,7 @@ static int start_serving(struct daemon *d)
         .port = (int)cfg->api_port,
         .thread_per_connection = cfg->api_thread_mode == MD_THREADS_PER_CONNECTION,
         .workers = (int)cfg->api_workers,
+        .min_handler_threads = (int)cfg->api_workers,
         .max_body_bytes = (size_t)cfg->api_max_request_size,
         .max_connections = (int)cfg->api_max_connections,
         .max_connections_per_ip = (int)cfg->api_max_connections_per_ip,
@@ -224,7 +225,10 @@ static int start_serving(struct daemon *d)
         .access_log = cfg->log_access,
     };
     struct md_http_hooks hooks = {
-        .ctx = &d->app, .authorize = md_api_authorize, .observe = md_api_observe};
+        .ctx = &d->app,
+        .authorize = md_api_authorize,
+        .answer_inline = md_api_answer_inline,
+        .observe = md_api_observe};
     d->http = md_http_server_start(&ho, d->router, &hooks, &d->app, &err);
     if (!d->http) {
         md_log_crit("main", "%s", err.msg);

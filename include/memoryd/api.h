@@ -24,4 +24,10 @@ int md_api_authorize(void *app, struct md_req *req, struct md_resp *resp);
 /* md_http_hooks.observe: per-request bookkeeping (metrics). */
 void md_api_observe(void *app, const struct md_req *req, int status, int64_t duration_us);
 
+/*
+ * HTTP hook (pool mode): answer a cacheable GET from the cache on the event
+ * thread; false when the route is not cached or the answer is not there.
+ */
+bool md_api_answer_inline(void *app, struct md_req *req, struct md_resp *resp);
+
 #endif /* MD_API_H */

@@ -71,6 +71,13 @@ uint64_t md_cache_ticket(struct md_cache *c);
 bool md_cache_get(struct md_cache *c, const char *key, struct md_buf *out);
 
 /*
+ * md_cache_get() for a look that comes before the request is validated (the
+ * HTTP event thread's): a hit counts, a miss does not — the handler, which
+ * looks again once the request is known to be valid, counts it.
+ */
+bool md_cache_peek(struct md_cache *c, const char *key, struct md_buf *out);
+
+/*
  * Store a copy of value under key with its tags, valid as of ticket, for
  * ttl_ms (0 or more than the default: the default). Dropped silently when a
  * tag was bumped after the ticket, when it does not fit, or on OOM.

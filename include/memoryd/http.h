@@ -10,10 +10,19 @@
  * struct md_resp; the server turns it into an MHD response, adds
  * X-Request-Id and writes the access log.
  *
- * Threading: a thread per connection (default: a store that hangs delays
- * only the clients waiting on it) or a pool of API_WORKERS threads. A
- * handler may block on a store only under that store's timeouts. md_http_server_stop() stops accepting, waits for
- * in-flight requests up to a timeout, then closes every connection.
+ * Threading, pool mode (the default): API_WORKERS event threads own the
+ * connections and never wait on a store. They answer what needs no store
+ * themselves (routes flagged MD_ROUTE_INLINE, errors decided before the
+ * handler, and cache hits through the answer_inline hook); every other
+ * request is suspended and its handler runs on a handler thread from an
+ * elastic pool (memoryd/workpool.h, at most one per connection), after
+ * which the event thread sends the answer. A store that hangs holds only
+ * handler threads: /health, cache hits and the other tier keep answering.
+ * Per-connection mode: one thread per connection runs everything.
+ * A handler may block on a store only under that store's timeouts.
+ * md_http_server_stop() stops accepting, waits for in-flight requests up to
+ * a timeout (and for running handlers, which store timeouts bound), then
+ * closes every connection.
  */
 #ifndef MD_HTTP_H
 #define MD_HTTP_H
@@ -86,6 +95,12 @@ struct md_http_hooks {
      * an HTTP status (401, 429, …) after filling resp to refuse the request.
      */
     int (*authorize)(void *ctx, struct md_req *req, struct md_resp *resp);
+    /*
+     * Pool mode, for a GET route without MD_ROUTE_INLINE: answer from memory
+     * (never blocking) and return true, or return false to have the handler
+     * run on a handler thread. Called on an event thread, after authorize.
+     */
+    bool (*answer_inline)(void *ctx, struct md_req *req, struct md_resp *resp);
     /* Called once per finished request, from the worker thread. */
     void (*observe)(void *ctx, const struct md_req *req, int status, int64_t duration_us);
 };
@@ -93,8 +108,9 @@ struct md_http_hooks {
 struct md_http_options {
     const char *host;
     int port;
-    bool thread_per_connection; /* else a pool of `workers` threads */
+    bool thread_per_connection; /* else `workers` event threads + handler threads */
     int workers;
+    int min_handler_threads;    /* pool mode: handler threads kept when idle */
     size_t max_body_bytes;
     int max_connections;
     int max_connections_per_ip; /* 0: unlimited */
@@ -118,6 +134,10 @@ int md_http_server_port(const struct md_http_server *s);
 
 /* Requests currently being processed. */
 int md_http_server_in_flight(const struct md_http_server *s);
+
+/* Pool mode: handler threads running / busy and requests waiting for one (zeros otherwise). */
+void md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
+                                  int *queued);
 
 /*
  * Graceful stop: stop accepting, wait up to grace_ms for in-flight requests,

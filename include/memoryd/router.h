@@ -43,6 +43,7 @@ enum md_route_flags {
     MD_ROUTE_BODY_OPTIONAL = 1 << 2, /* takes a JSON object body (may be absent) */
     MD_ROUTE_OPS_AUTH = 1 << 3,      /* needs a key only when METRICS_REQUIRE_AUTH */
     MD_ROUTE_NO_ACCESS_LOG = 1 << 4, /* (unused by default) */
+    MD_ROUTE_INLINE = 1 << 5,        /* never blocks: runs on the event thread (pool mode) */
 };
 
 struct md_req;
@@ -54,6 +55,10 @@ struct md_route {
     const char *pattern; /* static string */
     md_handler_fn handler;
     unsigned flags;      /* enum md_route_flags */
+    /* A cacheable GET: the envelope message of its answers, also of those
+     * served from the cache without the handler (md_http_hooks.answer_inline);
+     * NULL when the route's answers are not cached. */
+    const char *cache_message;
 };
 
 /* Result of a match: captures are decoded, NUL-terminated, owned by the match. */

@@ -26,6 +26,7 @@
 #include <string.h>
 
 #include "api_int.h"
+#include "memoryd/api.h"
 #include "memoryd/cache.h"
 #include "memoryd/cache_sync.h"
 #include "memoryd/clock.h"
@@ -58,13 +59,14 @@ bool api_cache_key(const struct md_req *req, char *out, size_t cap)
     return o > 0 && (size_t)o < cap;
 }
 
-bool api_cache_serve(struct md_req *req, struct md_resp *resp, const char *key,
-                     const char *message)
+static bool serve(struct md_req *req, struct md_resp *resp, const char *key,
+                  const char *message, bool count_miss)
 {
     struct md_app *app = api_app(req);
     struct md_buf b;
     md_buf_init(&b, MD_RESP_MAX_BYTES);
-    if (!md_cache_get(app->cache, key, &b)) {
+    bool hit = count_miss ? md_cache_get(app->cache, key, &b) : md_cache_peek(app->cache, key, &b);
+    if (!hit) {
         md_buf_release(&b);
         return false;
     }
@@ -73,6 +75,25 @@ bool api_cache_serve(struct md_req *req, struct md_resp *resp, const char *key,
     if (st != MD_OK)
         api_oom(req, resp);
     return true;
+}
+
+bool api_cache_serve(struct md_req *req, struct md_resp *resp, const char *key,
+                     const char *message)
+{
+    return serve(req, resp, key, message, true);
+}
+
+bool md_api_answer_inline(void *app, struct md_req *req, struct md_resp *resp)
+{
+    (void)app;
+    /* Only answers of valid requests are ever stored, and a route's handler
+     * derives its answer from the same path and parameters as the key: a hit
+     * here is what the handler would serve, without its validation. A miss is
+     * not counted here: the handler looks again after validating the request
+     * (a malformed id is a 400, not a cache miss). */
+    char key[KEY_MAX];
+    return api_route_message(req) && api_cache_key(req, key, sizeof(key)) &&
+           serve(req, resp, key, api_route_message(req), false);
 }
 
 uint64_t api_cache_ticket(struct md_req *req)

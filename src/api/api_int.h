@@ -17,6 +17,12 @@ static inline struct md_app *api_app(const struct md_req *req)
     return req->app;
 }
 
+/* The envelope message of a cacheable GET route's answers (the route table's). */
+static inline const char *api_route_message(const struct md_req *req)
+{
+    return req->match.route->cache_message;
+}
+
 /*
  * Answer with the error in err: log 5xx with the request id (operator detail
  * included), then build the envelope. Never fails.

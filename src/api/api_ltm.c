@@ -480,7 +480,7 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
         return;
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "rule retrieved"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct md_rule_detail d;
     memset(&d, 0, sizeof(d));
@@ -528,7 +528,7 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
             api_cache_expire_with(&put, req->now_ms, ev.views[i].expires_ms);
     evidence_release(&ev);
     md_rule_detail_release(&d);
-    api_answer_cached(req, resp, "rule retrieved", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* ---- patch / delete --------------------------------------------------------------------------- */
@@ -806,7 +806,7 @@ void api_ltm_search(struct md_req *req, struct md_resp *resp)
     }
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "rules found")) {
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req))) {
         md_buf_release(&in->binding);
         free(in);
         return;
@@ -842,7 +842,7 @@ void api_ltm_search(struct md_req *req, struct md_resp *resp)
     md_rule_list_release(&list);
     md_buf_release(&in->binding);
     free(in);
-    api_answer_cached(req, resp, "rules found", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* ---- concepts --------------------------------------------------------------------------------- */
@@ -863,7 +863,7 @@ void api_ltm_concepts(struct md_req *req, struct md_resp *resp)
     }
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "concepts listed"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct md_concept_list list;
     memset(&list, 0, sizeof(list));
@@ -892,7 +892,7 @@ void api_ltm_concepts(struct md_req *req, struct md_resp *resp)
     else if (st == MD_OK)
         st = md_buf_puts(&b, "null}");
     md_concept_list_release(&list);
-    api_answer_cached(req, resp, "concepts listed", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
@@ -914,7 +914,7 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
     free(name);
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "rules of the concept"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct md_rule_list list;
     memset(&list, 0, sizeof(list));
@@ -940,7 +940,7 @@ void api_ltm_concept_rules(struct md_req *req, struct md_resp *resp)
         st = md_buf_printf(&b, ",\"count\":%zu}", list.count);
     free(stored);
     md_rule_list_release(&list);
-    api_answer_cached(req, resp, "rules of the concept", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* ---- history and audit -------------------------------------------------------------------------- */
@@ -985,7 +985,7 @@ void api_ltm_history(struct md_req *req, struct md_resp *resp)
         return;
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "rule history"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct md_rule_history h;
     memset(&h, 0, sizeof(h));
@@ -1005,7 +1005,7 @@ void api_ltm_history(struct md_req *req, struct md_resp *resp)
     if (st == MD_OK)
         st = md_buf_putc(&b, '}');
     md_rule_history_release(&h);
-    api_answer_cached(req, resp, "rule history", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* Audit: everything the rule's evidence is made of, in three LTM calls and one STM call. */
@@ -1075,7 +1075,7 @@ void api_ltm_audit(struct md_req *req, struct md_resp *resp)
         return;
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "audit trail"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct audit a;
     struct md_error err;
@@ -1138,5 +1138,5 @@ void api_ltm_audit(struct md_req *req, struct md_resp *resp)
         if (a.ev.views[i].json)
             api_cache_expire_with(&put, req->now_ms, a.ev.views[i].expires_ms);
     audit_release(&a);
-    api_answer_cached(req, resp, "audit trail", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }

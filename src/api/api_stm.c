@@ -252,7 +252,7 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
     char tag[MD_SCENARIO_ID_MAX + 4];
     snprintf(tag, sizeof(tag), "se:%.128s", id);
     api_cache_put_init(&put, req, tag);
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "STM entry retrieved"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     struct md_stm_view v;
     memset(&v, 0, sizeof(v));
@@ -269,7 +269,7 @@ void api_stm_get(struct md_req *req, struct md_resp *resp)
     md_buf_init(&b, MD_RESP_MAX_BYTES);
     enum md_status st = get_answer(&b, &v);
     md_stm_view_release(&v);
-    api_answer_cached(req, resp, "STM entry retrieved", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* Canonical filter text, used both to echo "filters" and to bind cursors. */

@@ -40,7 +40,7 @@ void api_trace(struct md_req *req, struct md_resp *resp)
     }
     struct api_cache_put put;
     api_cache_put_init(&put, req, "ltm");
-    if (put.key[0] && api_cache_serve(req, resp, put.key, "traceability chain"))
+    if (put.key[0] && api_cache_serve(req, resp, put.key, api_route_message(req)))
         return;
     const char *ids[1] = {id};
     api_cache_tag_sources(&put, "se:", ids, 1, "se:*");
@@ -111,7 +111,7 @@ void api_trace(struct md_req *req, struct md_resp *resp)
         api_cache_expire_with(&put, req->now_ms, v.expires_ms);
     md_stm_view_release(&v);
     md_scenario_info_release(&info);
-    api_answer_cached(req, resp, "traceability chain", &b, st, &put);
+    api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }
 
 /* ---- /v1/integrity ------------------------------------------------------------------ */

@@ -349,10 +349,11 @@ static struct shard *shard_of(struct md_cache *c, uint64_t h)
 
 /* ---- public operations ---------------------------------------------------- */
 
-bool md_cache_get(struct md_cache *c, const char *key, struct md_buf *out)
+static bool lookup(struct md_cache *c, const char *key, struct md_buf *out, bool count_miss)
 {
     if (c->max_entries == 0) {
-        atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
+        if (count_miss)
+            atomic_fetch_add_explicit(&c->misses, 1, memory_order_relaxed);
         return false;
     }
     uint64_t h = hash_str(key);
@@ -378,8 +379,19 @@ bool md_cache_get(struct md_cache *c, const char *key, struct md_buf *out)
     }
     pthread_mutex_unlock(&s->lock);
     free_entries(c, gone);
-    atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
+    if (hit || count_miss)
+        atomic_fetch_add_explicit(hit ? &c->hits : &c->misses, 1, memory_order_relaxed);
     return hit;
+}
+
+bool md_cache_get(struct md_cache *c, const char *key, struct md_buf *out)
+{
+    return lookup(c, key, out, true);
+}
+
+bool md_cache_peek(struct md_cache *c, const char *key, struct md_buf *out)
+{
+    return lookup(c, key, out, false);
 }
 
 /* A new entry holding a reference to each tag's record; NULL on OOM or a full tag table. */

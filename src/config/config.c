@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <strings.h>
 
 #include "memoryd/config.h"
@@ -677,6 +678,10 @@ static enum md_status validate(struct md_config *cfg, const struct raw *r, struc
         bad_value(err, r, MD_CFGK_MEMORY_STM_MIN_TTL_SECONDS,
                   "must not exceed MEMORY_STM_TTL_HOURS in seconds");
         return MD_E_INVAL;
+    }
+    if (cfg->api_workers == 0) { /* one event thread per online CPU */
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->api_workers = n < 1 ? 1 : n > 256 ? 256 : n;
     }
     enum md_status st = split_api_keys(cfg, r, err);
     if (st == MD_OK && cfg->api_keys_file[0])

@@ -21,6 +21,19 @@
  * is copied when MHD first shows us the request target (uri_seen) and split
  * by md_query_split(), which applies MHD's own splitting rules.
  *
+ * Pool mode (the default): the access handler runs on one of API_WORKERS
+ * event threads, which must never wait on a store. On the final call a
+ * request is answered there when nothing can block (a refusal, a route
+ * flagged MD_ROUTE_INLINE, a cache hit through hooks.answer_inline);
+ * otherwise the connection is suspended (MHD_suspend_connection, before the
+ * job is queued, so the job cannot resume it first), the handler runs on a
+ * handler thread (memoryd/workpool.h), and the job resumes the connection;
+ * MHD then calls the access handler once more and the answer is queued from
+ * the event thread. While a job runs, only the job touches the request
+ * context: MHD calls nothing for a suspended connection, and resuming goes
+ * through MHD's mutex, which orders the job's writes before the event
+ * thread's reads.
+ *
  * Ownership: struct req_ctx is allocated in uri_seen (the first callback of
  * a request), set up on the first access-handler call and freed in the
  * completion callback, together with everything hanging off it (raw query,
@@ -48,6 +61,7 @@
 #include "memoryd/log.h"
 #include "memoryd/query.h"
 #include "memoryd/text.h"
+#include "memoryd/workpool.h"
 
 struct md_http_server {
     struct MHD_Daemon *daemon;
@@ -59,9 +73,11 @@ struct md_http_server {
     int port;
     struct MHD_Response *oom_response; /* prebuilt 503 for when a request cannot allocate */
     struct md_conn_guard *guard; /* deadlines for slow clients (see conn_guard.h) */
+    struct md_workpool *handlers; /* pool mode: where handlers that may block run; else NULL */
 };
 
-enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
+/* PH_RUNNING: the handler runs on a handler thread, the connection is suspended. */
+enum phase { PH_NEW = 0, PH_BODY, PH_RUNNING, PH_QUEUED };
 
 /*
  * Query strings longer than this, or with more '&'-separated parameters
@@ -71,6 +87,7 @@ enum phase { PH_NEW = 0, PH_BODY, PH_QUEUED };
 #define MAX_QUERY_BYTES 8192
 
 struct req_ctx {
+    struct md_work work;  /* first member: the job of PH_RUNNING (see run_job) */
     struct md_http_server *srv;
     struct md_req req;
     struct md_resp resp;
@@ -326,6 +343,52 @@ static void run_handler(struct req_ctx *ctx)
         md_resp_error(&ctx->resp, 500, "internal_error", "internal error", NULL);
 }
 
+/* Pool mode: a job on a handler thread; the connection stays suspended until it ends. */
+static void run_job(struct md_work *w)
+{
+    struct req_ctx *ctx = (struct req_ctx *)w;
+    run_handler(ctx);
+    MHD_resume_connection(ctx->req.conn); /* ctx is the event thread's again */
+}
+
+/* Pool mode: can the event thread answer this request without waiting on a store? */
+static bool answer_here(struct req_ctx *ctx)
+{
+    struct md_http_server *s = ctx->srv;
+    const struct md_route *route = ctx->req.match.route;
+    if (route->flags & MD_ROUTE_INLINE) {
+        run_handler(ctx);
+        return true;
+    }
+    return ctx->req.method == MD_M_GET && s->hooks.answer_inline &&
+           s->hooks.answer_inline(s->hooks.ctx, &ctx->req, &ctx->resp);
+}
+
+/*
+ * The request is complete and not refused: answer it now, or (pool mode) hand
+ * it to a handler thread and leave the connection suspended until it is done.
+ */
+static enum MHD_Result dispatch(struct req_ctx *ctx, struct MHD_Connection *conn)
+{
+    struct md_http_server *s = ctx->srv;
+    if (!s->handlers) {
+        run_handler(ctx);
+        return queue(ctx, conn);
+    }
+    if (answer_here(ctx))
+        return queue(ctx, conn);
+    ctx->phase = PH_RUNNING;
+    ctx->work.fn = run_job;
+    MHD_suspend_connection(conn);
+    if (md_workpool_submit(s->handlers, &ctx->work))
+        return MHD_YES;
+    /* no handler thread can start (out of threads or memory): answer 503 here */
+    MHD_resume_connection(conn);
+    refuse(ctx, 503, "storage_unavailable", "server overloaded, try again");
+    md_resp_header(&ctx->resp, "Retry-After", "1");
+    return MHD_YES; /* queued on the call that follows the resume */
+}
+
 /* ---- slow clients (see conn_guard.h) ------------------------------------------ */
 
 static struct md_conn_watch *conn_watch(struct MHD_Connection *conn)
@@ -386,6 +449,8 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
         *upload_data_size = 0;
         return MHD_YES;
     }
+    if (ctx->phase == PH_RUNNING) /* resumed: the handler thread has answered */
+        return queue(ctx, conn);
     if (*upload_data_size > 0) {
         size_t n = *upload_data_size;
         *upload_data_size = 0;
@@ -406,7 +471,7 @@ static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, co
     }
     md_conn_guard_disarm(conn_watch(conn)); /* the request is complete: no deadline now */
     if (!ctx->decided)
-        run_handler(ctx);
+        return dispatch(ctx, conn);
     return queue(ctx, conn);
 }
 
@@ -574,10 +639,17 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     s->guard = md_conn_guard_start((int64_t)opt->connection_timeout_s * 1000, err);
     if (!s->guard)
         goto fail;
+    if (!opt->thread_per_connection) {
+        /* one handler thread per connection at most; idle extras leave after 30 s */
+        int max = opt->max_connections > 0 ? opt->max_connections : 1;
+        int min = opt->min_handler_threads < max ? opt->min_handler_threads : max;
+        s->handlers = md_workpool_start(min, max, 30000, (size_t)512 * 1024, err);
+        if (!s->handlers)
+            goto fail;
+    }
     /*
-     * Thread per connection by default: handlers block on stores (under
-     * their timeouts), and with a fixed pool a hanging store could occupy
-     * every worker and delay /health and the other tier. The pool mode uses
+     * Event threads never wait on a store (see DESIGN), so a hanging store
+     * cannot delay /health or the other tier. The pool mode uses
      * poll(), not epoll: libmicrohttpd 0.9.75 can abort in a worker thread
      * ("Failed to remove listen FD from epoll set") when an epoll pool is
      * quiesced at shutdown. Per-connection mode keeps libmicrohttpd's
@@ -587,7 +659,8 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
      * FD_SETSIZE (1024) only, which the API_MAX_CONNECTIONS doc states.
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    flags |= opt->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION : MHD_USE_POLL;
+    flags |= opt->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION
+                                        : (MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME);
     if (ss.ss_family == AF_INET6)
         flags |= MHD_USE_IPv6;
     s->daemon = MHD_start_daemon(
@@ -614,6 +687,7 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     s->port = info ? info->port : opt->port;
     return s;
 fail:
+    md_workpool_stop(s->handlers);
     md_conn_guard_stop(s->guard);
     MHD_destroy_response(s->oom_response);
     free(s);
@@ -628,6 +702,17 @@ int md_http_server_port(const struct md_http_server *s)
 int md_http_server_in_flight(const struct md_http_server *s)
 {
     return atomic_load(&((struct md_http_server *)(uintptr_t)s)->in_flight);
+}
+
+void md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
+                                  int *queued)
+{
+    struct md_workpool_stats st = {0};
+    if (s && s->handlers)
+        md_workpool_stats(s->handlers, &st);
+    *threads = st.threads;
+    *busy = st.busy;
+    *queued = st.queued;
 }
 
 void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
@@ -651,7 +736,14 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
     if (left > 0)
         md_log_warn("http", "closing with %d request(s) still in flight after %lld ms", left,
                     (long long)grace_ms);
+    /* libmicrohttpd must not be stopped with a connection suspended: take no
+     * new jobs (a request arriving now is answered 503), let the running
+     * handlers finish (each is bounded by its store's timeouts) and resume
+     * their connections first. */
+    if (s->handlers)
+        md_workpool_close(s->handlers);
     MHD_stop_daemon(s->daemon);
+    md_workpool_stop(s->handlers); /* idle by now: joins the threads */
     md_conn_guard_stop(s->guard); /* after MHD: every connection has been removed */
     if (ls != MHD_INVALID_SOCKET)
         close(ls);

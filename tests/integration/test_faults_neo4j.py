@@ -352,7 +352,7 @@ def test_neo4j_paused_longer_than_the_query_timeout(daemon, own_neo4j_graph):
         problems.append(f"{len(bad)} of {len(stm_results)} embedded STM calls failed or took "
                         f">= 1 s: {bad[-5:]}")
     assert not problems, (f"while Neo4j was paused (API_THREAD_MODE="
-                          f"{d.env.get('API_THREAD_MODE', 'per-connection (default)')}, "
+                          f"{d.env.get('API_THREAD_MODE', 'pool (default)')}, "
                           f"API_WORKERS=4, 8 LTM clients, "
                           f"NEO4J_QUERY_TIMEOUT={d.env['NEO4J_QUERY_TIMEOUT']}s):\n- " +
                           "\n- ".join(problems))

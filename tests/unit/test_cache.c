@@ -60,6 +60,34 @@ static void test_hit_miss_and_stats(void **state)
     md_cache_free(c);
 }
 
+/* A peek (the event thread's look before validation) counts hits, never misses. */
+static void test_peek_counts_hits_only(void **state)
+{
+    (void)state;
+    struct md_cache *c = make(100, 1 << 20, 60000);
+    struct md_buf b;
+    md_buf_init(&b, 1024);
+    assert_false(md_cache_peek(c, "k1", &b));
+    assert_int_equal(b.len, 0);
+    put(c, "k1", "{\"a\":1}", NULL);
+    assert_true(md_cache_peek(c, "k1", &b));
+    assert_int_equal(b.len, strlen("{\"a\":1}"));
+    assert_memory_equal(b.data, "{\"a\":1}", b.len);
+    md_buf_release(&b);
+    struct md_cache_stats s;
+    md_cache_stats(c, &s);
+    assert_int_equal(s.hits, 1);
+    assert_int_equal(s.misses, 0);
+    md_cache_free(c);
+    struct md_cache *off = make(0, 1 << 20, 60000); /* a disabled cache: still no miss counted */
+    md_buf_init(&b, 1024);
+    assert_false(md_cache_peek(off, "k1", &b));
+    md_cache_stats(off, &s);
+    assert_int_equal(s.misses, 0);
+    md_buf_release(&b);
+    md_cache_free(off);
+}
+
 static void test_ttl_expiry(void **state)
 {
     (void)state;
@@ -402,6 +430,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hit_miss_and_stats),
+        cmocka_unit_test(test_peek_counts_hits_only),
         cmocka_unit_test(test_ttl_expiry),
         cmocka_unit_test(test_entry_bound_evicts_lru),
         cmocka_unit_test(test_lru_order_within_shard),

@@ -61,6 +61,9 @@ static void test_defaults(void **state)
     assert_int_equal(cfg.stm_backend, MD_STM_EMBEDDED);
     assert_int_equal(cfg.ltm_backend, MD_LTM_EMBEDDED);
     assert_int_equal(cfg.memory_stm_ttl_hours, 24);
+    assert_int_equal(cfg.api_thread_mode, MD_THREADS_POOL);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN); /* API_WORKERS=0: one per CPU */
+    assert_int_equal(cfg.api_workers, cpus < 1 ? 1 : cpus > 256 ? 256 : cpus);
     assert_int_equal(cfg.redis_max_connections, 50);
     assert_true(cfg.redis_socket_timeout == 30.0);
     assert_true(cfg.redis_retry_on_timeout);

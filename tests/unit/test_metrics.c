@@ -33,10 +33,10 @@ static void h_dummy(struct md_req *req, struct md_resp *resp)
 }
 
 static const struct md_route routes[] = {
-    {MD_M_GET, "/v1/stm/entries/{id}", h_dummy, 0},     /* 0 */
-    {MD_M_PATCH, "/v1/stm/entries/{id}", h_dummy, 0},   /* 1: same pattern */
-    {MD_M_GET, "/health", h_dummy, 0},                  /* 2: not /v1 */
-    {MD_M_POST, "/v1/we\"ird\\pa\nth", h_dummy, 0},     /* 3: needs escaping */
+    {MD_M_GET, "/v1/stm/entries/{id}", h_dummy, 0, NULL},     /* 0 */
+    {MD_M_PATCH, "/v1/stm/entries/{id}", h_dummy, 0, NULL},   /* 1: same pattern */
+    {MD_M_GET, "/health", h_dummy, 0, NULL},                  /* 2: not /v1 */
+    {MD_M_POST, "/v1/we\"ird\\pa\nth", h_dummy, 0, NULL},     /* 3: needs escaping */
 };
 
 static int64_t fake_ms;

@@ -17,14 +17,14 @@ static void h1(struct md_req *req, struct md_resp *resp)
 }
 
 static const struct md_route routes[] = {
-    {MD_M_POST, "/v1/stm/entries", h1, 0},
-    {MD_M_GET, "/v1/stm/entries", h1, 0},
-    {MD_M_GET, "/v1/stm/entries/{id}", h1, 0},
-    {MD_M_PATCH, "/v1/stm/entries/{id}", h1, 0},
-    {MD_M_DELETE, "/v1/stm/entries/{id}", h1, 0},
-    {MD_M_PUT, "/v1/stm/entries/{id}/feedback", h1, 0},
-    {MD_M_GET, "/v1/ltm/concepts/{name}/rules", h1, 0},
-    {MD_M_GET, "/health", h1, 0},
+    {MD_M_POST, "/v1/stm/entries", h1, 0, NULL},
+    {MD_M_GET, "/v1/stm/entries", h1, 0, NULL},
+    {MD_M_GET, "/v1/stm/entries/{id}", h1, 0, NULL},
+    {MD_M_PATCH, "/v1/stm/entries/{id}", h1, 0, NULL},
+    {MD_M_DELETE, "/v1/stm/entries/{id}", h1, 0, NULL},
+    {MD_M_PUT, "/v1/stm/entries/{id}/feedback", h1, 0, NULL},
+    {MD_M_GET, "/v1/ltm/concepts/{name}/rules", h1, 0, NULL},
+    {MD_M_GET, "/health", h1, 0, NULL},
 };
 
 static struct md_router *router(void)
@@ -117,7 +117,7 @@ static void test_methods(void **state)
 static void test_bad_pattern(void **state)
 {
     (void)state;
-    static const struct md_route bad[] = {{MD_M_GET, "no-slash", h1, 0}};
+    static const struct md_route bad[] = {{MD_M_GET, "no-slash", h1, 0, NULL}};
     struct md_error err;
     assert_null(md_router_new(bad, 1, &err));
     assert_int_equal(err.code, MD_E_INTERNAL);
