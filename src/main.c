@@ -234,15 +234,22 @@ static int start_serving(struct daemon *d)
         md_log_crit("main", "%s", err.msg);
         return EXIT_START;
     }
+    atomic_store(&d->app.http, d->http);
+    char threads[48];
+    if (cfg->api_thread_mode == MD_THREADS_PER_CONNECTION)
+        snprintf(threads, sizeof(threads), "one per connection");
+    else
+        snprintf(threads, sizeof(threads), "pool: %d event threads + handlers",
+                 (int)cfg->api_workers);
     md_log_info("main", "memoryd %s listening on %s:%d (stm=%s, ltm=%s, threads=%s)",
                 MD_VERSION_STRING, cfg->api_host, md_http_server_port(d->http),
-                d->app.stm->ops->backend, d->app.ltm->ops->backend,
-                cfg->api_thread_mode == MD_THREADS_PER_CONNECTION ? "per connection" : "pool");
+                d->app.stm->ops->backend, d->app.ltm->ops->backend, threads);
     return 0;
 }
 
 static void shutdown_all(struct daemon *d)
 {
+    atomic_store(&d->app.http, NULL);
     md_http_server_stop(d->http, d->cfg.api_shutdown_timeout * 1000);
     d->http = NULL;
     md_janitor_stop(d->janitor);

@@ -18,6 +18,7 @@ struct md_cache;
 struct md_cache_sync;
 struct md_config;
 struct md_health;
+struct md_http_server;
 struct md_ltm;
 struct md_metrics;
 struct md_ratelimit;
@@ -37,6 +38,8 @@ struct md_app {
     struct md_health *health;         /* background store probes */
     struct md_ratelimit *ratelimit;   /* per-client limiter, or NULL when off */
     atomic_bool ltm_schema_ready;     /* set once the LTM schema is in place (janitor) */
+    /* the HTTP server once it serves (for its handler-thread gauges), else NULL */
+    struct md_http_server *_Atomic http;
     int64_t started_ms;               /* wall clock at start-up */
     int64_t started_mono_ms;          /* monotonic clock at start-up */
 };

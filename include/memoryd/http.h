@@ -135,8 +135,8 @@ int md_http_server_port(const struct md_http_server *s);
 /* Requests currently being processed. */
 int md_http_server_in_flight(const struct md_http_server *s);
 
-/* Pool mode: handler threads running / busy and requests waiting for one (zeros otherwise). */
-void md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
+/* Pool mode: handler threads running / busy and requests waiting for one; false otherwise. */
+bool md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
                                   int *queued);
 
 /*

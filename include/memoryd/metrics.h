@@ -269,6 +269,8 @@ struct md_metrics_extra {
     size_t n_alerts;
     bool has_webhook_stats;
     uint64_t webhook_sent, webhook_failed, webhook_dropped; /* alerts notifier counters */
+    bool has_handlers; /* HTTP pool mode: the handler threads (memoryd/workpool.h) */
+    int handler_threads, handler_busy, handler_queued;
     double uptime_seconds; /* < 0: the registry's own */
     const char *version;   /* NULL: MD_VERSION_STRING */
 };

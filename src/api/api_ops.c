@@ -149,6 +149,10 @@ void api_ops_metrics(struct md_req *req, struct md_resp *resp)
     x.has_cache = true;
     md_cache_stats(app->cache, &x.cache);
     x.uptime_seconds = (double)(md_mono_ms() - app->started_mono_ms) / 1000.0;
+    struct md_http_server *http = atomic_load(&app->http);
+    if (http && md_http_server_handler_stats(http, &x.handler_threads, &x.handler_busy,
+                                             &x.handler_queued))
+        x.has_handlers = true;
     struct md_alert_list l;
     memset(&l, 0, sizeof(l));
     if (md_alerts_list(app->alerts, req->now_ms, &l) == MD_OK)

@@ -704,15 +704,17 @@ int md_http_server_in_flight(const struct md_http_server *s)
     return atomic_load(&((struct md_http_server *)(uintptr_t)s)->in_flight);
 }
 
-void md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
+bool md_http_server_handler_stats(const struct md_http_server *s, int *threads, int *busy,
                                   int *queued)
 {
-    struct md_workpool_stats st = {0};
-    if (s && s->handlers)
-        md_workpool_stats(s->handlers, &st);
+    if (!s || !s->handlers)
+        return false;
+    struct md_workpool_stats st;
+    md_workpool_stats(s->handlers, &st);
     *threads = st.threads;
     *busy = st.busy;
     *queued = st.queued;
+    return true;
 }
 
 void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)

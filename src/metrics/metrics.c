@@ -1151,6 +1151,28 @@ static enum md_status prom_cache_pool(struct md_buf *b, const struct md_metrics_
     return st;
 }
 
+static enum md_status prom_handlers(struct md_buf *b, const struct md_metrics_extra *x)
+{
+    enum md_status st = put_family(b, "memoryd_http_handler_threads", "gauge",
+                                   "Handler threads of API_THREAD_MODE=pool: running, and busy "
+                                   "with a request (at most one per connection).");
+    if (st == MD_OK && x && x->has_handlers) {
+        const char *lr[] = {"state", "running", NULL};
+        const char *lb[] = {"state", "busy", NULL};
+        st = put_u64(b, "memoryd_http_handler_threads", lr, (uint64_t)MD_MAX(x->handler_threads, 0));
+        if (st == MD_OK)
+            st = put_u64(b, "memoryd_http_handler_threads", lb, (uint64_t)MD_MAX(x->handler_busy, 0));
+    }
+    if (st == MD_OK)
+        st = put_family(b, "memoryd_http_handler_queue", "gauge",
+                        "Requests waiting for a handler thread (API_THREAD_MODE=pool).");
+    if (st == MD_OK && x && x->has_handlers) {
+        const char *none[] = {NULL};
+        st = put_u64(b, "memoryd_http_handler_queue", none, (uint64_t)MD_MAX(x->handler_queued, 0));
+    }
+    return st;
+}
+
 static enum md_status prom_alerts(struct md_buf *b, const struct md_metrics_extra *x)
 {
     enum md_status st = put_family(b, "memoryd_alert_firing", "gauge",
@@ -1251,6 +1273,8 @@ enum md_status md_metrics_prometheus(struct md_metrics *m, struct md_buf *out,
         st = prom_store(m, out);
     if (st == MD_OK)
         st = prom_cache_pool(out, &s);
+    if (st == MD_OK)
+        st = prom_handlers(out, x);
     if (st == MD_OK)
         st = prom_alerts(out, x);
     if (st == MD_OK)

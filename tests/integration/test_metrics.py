@@ -14,8 +14,9 @@ after, system_health.
 import math
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 
-from conftest import (create, create_rule, entry_body, err, ok, parse_ts,
+from conftest import (TimedClient, create, create_rule, entry_body, err, ok, parse_ts,
                       now_ms, scrape, unique_domain, wait_for)
 
 STM = "/v1/stm/entries"
@@ -32,6 +33,8 @@ SPEC_FAMILIES = {
     "memoryd_cache_evictions_total": "counter",
     "memoryd_cache_entries": "gauge",
     "memoryd_pool_connections": "gauge",
+    "memoryd_http_handler_threads": "gauge",
+    "memoryd_http_handler_queue": "gauge",
     "memoryd_alert_firing": "gauge",
     "memoryd_build_info": "gauge",
 }
@@ -208,6 +211,43 @@ def test_store_errors_and_503s_are_counted(daemon, fresh_redis):
                  store="stm", op="get") == 1
     assert delta(after, before, "memoryd_http_requests_total", route=ID_ROUTE, method="GET",
                  status="503") == 1
+
+
+def handler_gauges(d):
+    sc = scrape(d)
+    threads = {l["state"]: v for l, v in sc.series("memoryd_http_handler_threads")}
+    queue = sc.series("memoryd_http_handler_queue")
+    return threads, (queue[0][1] if queue else None)
+
+
+def test_handler_thread_gauges_follow_blocked_requests(daemon, fresh_redis):
+    """Pool mode: STM calls stuck on a paused Redis each hold a handler thread (the pool
+    grows past API_WORKERS), while /metrics is answered by an event thread and shows them;
+    once Redis resumes every thread is free again. Per-connection mode has no such gauges."""
+    d = daemon(stm="redis", redis=fresh_redis, API_WORKERS="2", CACHE_MAX_ENTRIES="0",
+               REDIS_SOCKET_TIMEOUT="10", REDIS_SOCKET_CONNECT_TIMEOUT="1")
+    sids = [create(d)["scenario_id"] for _ in range(6)]
+    threads, queue = handler_gauges(d)
+    assert threads["running"] >= 2 and threads["busy"] == 0 and queue == 0, (threads, queue)
+    fresh_redis.pause()
+    pool = ThreadPoolExecutor(len(sids))
+    try:
+        futs = [pool.submit(lambda p: TimedClient(d.port, 30).request("GET", p),
+                            f"{STM}/{sid}") for sid in sids]
+        wait_for(lambda: handler_gauges(d)[0]["busy"] >= len(sids), 5,
+                 what=f"{len(sids)} busy handler threads while Redis is paused")
+        threads, queue = handler_gauges(d)
+        assert threads["running"] >= len(sids) and queue == 0, (threads, queue)
+    finally:
+        fresh_redis.resume()
+    for f in futs:
+        r, _ = f.result(timeout=30)
+        assert r.status in (200, 503), r
+    pool.shutdown()
+    wait_for(lambda: handler_gauges(d)[0]["busy"] == 0, 5, what="handler threads free again")
+    pc = daemon(API_THREAD_MODE="per-connection")
+    assert handler_gauges(pc) == ({}, None)
+    assert "# TYPE memoryd_http_handler_threads gauge" in scrape(pc).text
 
 
 def test_metrics_require_auth(daemon):
