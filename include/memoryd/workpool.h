@@ -31,8 +31,6 @@ struct md_workpool_stats {
     int threads;  /* running threads */
     int busy;     /* threads running a job */
     int queued;   /* jobs waiting for a thread */
-    int max_threads;
-    unsigned long long started; /* threads started since the pool began */
 };
 
 struct md_workpool;

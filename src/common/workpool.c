@@ -36,7 +36,6 @@ struct md_workpool {
     struct md_work *head, *tail; /* jobs no idle thread could take */
     int queued, idle, busy, threads;
     int min, max, idle_ms;
-    unsigned long long started;
     bool closed;   /* no new jobs (md_workpool_close) */
     bool stopping; /* threads leave once the queue is empty */
     struct thread_rec *idle_top; /* idle threads, most recently idle first */
@@ -65,6 +64,14 @@ static void unlink_idle(struct md_workpool *p, struct thread_rec *self)
         }
 }
 
+/* Join an exited (or exiting) thread and free its record. */
+static void reap(struct thread_rec *t)
+{
+    pthread_join(t->tid, NULL);
+    sem_destroy(&t->wake);
+    free(t);
+}
+
 /* Called with the lock held; releases it. */
 static void retire(struct md_workpool *p, struct thread_rec *self)
 {
@@ -77,11 +84,8 @@ static void retire(struct md_workpool *p, struct thread_rec *self)
     p->retired = self;
     p->threads--;
     pthread_mutex_unlock(&p->mu);
-    if (prev) {
-        pthread_join(prev->tid, NULL);
-        sem_destroy(&prev->wake);
-        free(prev);
-    }
+    if (prev)
+        reap(prev);
 }
 
 /* Run w without the lock; called and returns with the lock held (busy counted by the caller). */
@@ -171,7 +175,6 @@ static bool spawn(struct md_workpool *p)
     t->next = p->live;
     p->live = t;
     p->threads++;
-    p->started++;
     return true;
 }
 
@@ -266,8 +269,6 @@ void md_workpool_stats(struct md_workpool *p, struct md_workpool_stats *out)
     out->threads = p->threads;
     out->busy = p->busy;
     out->queued = p->queued;
-    out->max_threads = p->max;
-    out->started = p->started;
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -285,16 +286,11 @@ void md_workpool_stop(struct md_workpool *p)
     pthread_mutex_unlock(&p->mu);
     while (live) {
         struct thread_rec *next = live->next;
-        pthread_join(live->tid, NULL);
-        sem_destroy(&live->wake);
-        free(live);
+        reap(live);
         live = next;
     }
-    if (retired) {
-        pthread_join(retired->tid, NULL);
-        sem_destroy(&retired->wake);
-        free(retired);
-    }
+    if (retired)
+        reap(retired);
     pthread_attr_destroy(&p->attr);
     pthread_cond_destroy(&p->idle_cv);
     pthread_mutex_destroy(&p->mu);
