@@ -430,8 +430,12 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &set, NULL);
     signal(SIGPIPE, SIG_IGN);
+    if (!md_log_buffer_start((int)(d.cfg.log_access_flush_interval * 1000.0 + 0.5)))
+        md_log_warn("main", "cannot start the access-log flusher thread; access lines are "
+                            "written unbuffered");
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         md_log_crit("main", "cannot initialise libcurl");
+        md_log_buffer_stop();
         md_config_release(&d.cfg);
         return EXIT_START;
     }
@@ -452,6 +456,7 @@ int main(int argc, char **argv)
     if (rc == 0)
         wait_for_shutdown(&set);
     shutdown_all(&d);
+    md_log_buffer_stop(); /* the last access lines */
     curl_global_cleanup();
     md_config_release(&d.cfg);
     if (rc == 0)

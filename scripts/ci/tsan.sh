@@ -5,7 +5,7 @@
 # -DMD_SANITIZE=thread (gcc) in build-tsan/ and runs them with
 # TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:
 #
-#   test_cache test_metrics test_alerts test_stm_sqlite test_ltm_sqlite test_workpool
+#   test_cache test_metrics test_alerts test_stm_sqlite test_ltm_sqlite test_workpool test_log
 #   test_sqlite_db test_ratelimit test_conn_guard
 #   test_stm_redis test_redis_pool   when redis-server is installed (they start their own)
 #   test_ltm_neo4j      when NEO4J_URI, NEO4J_USERNAME and NEO4J_PASSWORD are set
@@ -30,7 +30,7 @@ fail() { printf 'tsan: %s\n' "$*" >&2; exit 1; }
 start=$(date +%s)
 
 tests=(test_cache test_metrics test_alerts test_stm_sqlite test_ltm_sqlite test_sqlite_db test_workpool
-    test_ratelimit)
+    test_ratelimit test_log)
 [ -f tests/unit/test_conn_guard.c ] && tests+=(test_conn_guard) # guard thread vs. workers
 have_redis=false
 if command -v redis-server >/dev/null; then
