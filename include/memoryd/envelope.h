@@ -32,6 +32,15 @@ MD_MUSTCHECK enum md_status md_resp_success_raw(struct md_resp *resp, int status
                                                 const char *message, const char *data_json,
                                                 size_t len);
 
+/*
+ * The same envelope in two halves, for data the caller appends to resp->body
+ * itself in between (a cache hit is copied once, straight from the cache):
+ * begin writes everything up to "data":, end closes the envelope and sets the
+ * status. On an error either half releases resp->body.
+ */
+MD_MUSTCHECK enum md_status md_resp_success_begin(struct md_resp *resp, const char *message);
+MD_MUSTCHECK enum md_status md_resp_success_end(struct md_resp *resp, int status);
+
 /* Success envelope around a jansson value (reference stolen, even on error). */
 MD_MUSTCHECK enum md_status md_resp_success_json(struct md_resp *resp, int status,
                                                  const char *message, json_t *data);

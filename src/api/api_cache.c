@@ -59,20 +59,22 @@ bool api_cache_key(const struct md_req *req, char *out, size_t cap)
     return o > 0 && (size_t)o < cap;
 }
 
+/* A hit is copied once: from the cache straight into the envelope. */
 static bool serve(struct md_req *req, struct md_resp *resp, const char *key,
                   const char *message, bool count_miss)
 {
     struct md_app *app = api_app(req);
-    struct md_buf b;
-    md_buf_init(&b, MD_RESP_MAX_BYTES);
-    bool hit = count_miss ? md_cache_get(app->cache, key, &b) : md_cache_peek(app->cache, key, &b);
-    if (!hit) {
-        md_buf_release(&b);
+    if (md_resp_success_begin(resp, message) != MD_OK) {
+        /* no memory for the envelope: look again in the handler, which reads the store */
         return false;
     }
-    enum md_status st = md_resp_success_raw(resp, 200, message, b.data, b.len);
-    md_buf_release(&b);
-    if (st != MD_OK)
+    bool hit = count_miss ? md_cache_get(app->cache, key, &resp->body)
+                          : md_cache_peek(app->cache, key, &resp->body);
+    if (!hit) {
+        md_buf_release(&resp->body);
+        return false;
+    }
+    if (md_resp_success_end(resp, 200) != MD_OK)
         api_oom(req, resp);
     return true;
 }

@@ -69,8 +69,7 @@ static enum md_status put_message(struct md_buf *b, const char *message)
     return st == MD_OK ? md_buf_json_str(b, message, strlen(message)) : st;
 }
 
-enum md_status md_resp_success_raw(struct md_resp *resp, int status, const char *message,
-                                   const char *data_json, size_t len)
+enum md_status md_resp_success_begin(struct md_resp *resp, const char *message)
 {
     struct md_buf *b = &resp->body;
     enum md_status st = open_envelope(b, "success");
@@ -78,17 +77,34 @@ enum md_status md_resp_success_raw(struct md_resp *resp, int status, const char 
         st = put_message(b, message);
     if (st == MD_OK)
         st = md_buf_puts(b, ",\"data\":");
-    if (st == MD_OK)
-        st = md_buf_append(b, data_json, len);
-    if (st == MD_OK)
-        st = close_envelope(b);
-    if (st != MD_OK) {
+    if (st != MD_OK)
         md_buf_release(b);
+    return st;
+}
+
+enum md_status md_resp_success_end(struct md_resp *resp, int status)
+{
+    enum md_status st = close_envelope(&resp->body);
+    if (st != MD_OK) {
+        md_buf_release(&resp->body);
         return st;
     }
     resp->status = status;
     resp->content_type = "application/json";
     return MD_OK;
+}
+
+enum md_status md_resp_success_raw(struct md_resp *resp, int status, const char *message,
+                                   const char *data_json, size_t len)
+{
+    enum md_status st = md_resp_success_begin(resp, message);
+    if (st == MD_OK)
+        st = md_buf_append(&resp->body, data_json, len);
+    if (st != MD_OK) {
+        md_buf_release(&resp->body);
+        return st;
+    }
+    return md_resp_success_end(resp, status);
 }
 
 /* jansson dump callback appending to an md_buf. */
