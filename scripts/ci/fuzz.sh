@@ -9,7 +9,7 @@
 # out-of-memory or broken invariant fails the stage; the offending input is
 # kept under build-fuzz/fuzz-out/<target>/artifacts/.
 #
-#   FUZZ_SECONDS=30     fuzzing time per target (8 targets: about 4 minutes)
+#   FUZZ_SECONDS=30     fuzzing time per target (9 targets: about 5 minutes)
 #   FUZZ_TARGETS="api json …"   a subset (names without the fuzz_ prefix)
 #
 # Idempotent: the working corpus under build-fuzz/fuzz-out/ grows from run
@@ -20,7 +20,7 @@ ROOT=$PWD
 BUILD=$ROOT/build-fuzz
 OUT=$BUILD/fuzz-out
 SECS=${FUZZ_SECONDS:-30}
-TARGETS=${FUZZ_TARGETS:-"api json ids router query neo4j config cursor"}
+TARGETS=${FUZZ_TARGETS:-"api json json_load ids router query neo4j config cursor"}
 JOBS=$(nproc)
 
 fail() { printf 'fuzz: %s\n' "$*" >&2; exit 1; }

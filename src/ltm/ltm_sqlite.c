@@ -46,6 +46,7 @@
 
 #include "memoryd/buf.h"
 #include "memoryd/ids.h"
+#include "memoryd/json_load.h"
 #include "memoryd/ltm.h"
 #include "memoryd/sqlite_db.h"
 
@@ -326,8 +327,7 @@ static enum md_status parse_strv(const char *json, char ***out, size_t *n_out,
 {
     *out = NULL;
     *n_out = 0;
-    json_error_t jerr;
-    json_t *a = json ? json_loads(json, 0, &jerr) : NULL;
+    json_t *a = json ? md_json_load(json, strlen(json), 0, NULL, NULL) : NULL;
     if (!json_is_array(a)) {
         json_decref(a);
         return malformed(err, "rule version");

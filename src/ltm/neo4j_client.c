@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "memoryd/clock.h"
+#include "memoryd/json_load.h"
 #include "memoryd/neo4j_client.h"
 #include "memoryd/stm.h"
 #include "memoryd/text.h"
@@ -251,9 +252,10 @@ enum md_status md_neo4j_parse(long http_status, const char *body, size_t len,
     res->code[0] = '\0';
 
     json_t *root = NULL;
-    json_error_t jerr;
-    if (body && len > 0)
-        root = json_loadb(body, len, 0, &jerr);
+    const char *why = NULL;
+    size_t at = 0;
+    if (body && len > 0) /* md_json_load: jansson's grammar, ~5x its speed (json_load.h) */
+        root = md_json_load(body, len, 0, &why, &at);
 
     const char *code = NULL;
     const char *message = NULL;
@@ -285,8 +287,7 @@ enum md_status md_neo4j_parse(long http_status, const char *body, size_t len,
     } else if (!json_is_object(root) || !json_is_array(json_object_get(root, "results"))) {
         st = md_error_set(err, MD_E_PROTO, "ltm store answered unexpectedly");
         if (!root && body && len > 0)
-            md_error_detail(err, "neo4j answer is not JSON: %.120s (line %d)", jerr.text,
-                            jerr.line);
+            md_error_detail(err, "neo4j answer is not JSON: %s (at byte %zu)", why, at);
         else
             md_error_detail(err, "neo4j answer has no results array");
     }

@@ -33,6 +33,7 @@
 #include "memoryd/buf.h"
 #include "memoryd/clock.h"
 #include "memoryd/ids.h"
+#include "memoryd/json_load.h"
 #include "memoryd/sqlite_db.h"
 #include "memoryd/stm.h"
 #include "memoryd/text.h"
@@ -426,11 +427,11 @@ static enum md_status load_live(struct md_sqlite_conn *c, const char *id, int64_
         if (!*stored) {
             st = nomem(err, "reading an STM entry");
         } else {
-            json_error_t jerr;
-            *root = json_loadb(*stored, *stored_len, 0, &jerr);
+            const char *why = NULL;
+            *root = md_json_load(*stored, *stored_len, 0, &why, NULL);
             if (!*root || !parse_entry(*root, e)) {
                 st = md_error_set(err, MD_E_INTERNAL, "stored STM entry '%s' is corrupt", id);
-                md_error_detail(err, "%s", *root ? "unexpected entry shape" : jerr.text);
+                md_error_detail(err, "%s", *root ? "unexpected entry shape" : why);
             } else {
                 e->expires_ms = expires_ms;
                 if (links && sqlite3_column_type(q, 2) != SQLITE_NULL &&

@@ -1,0 +1,38 @@
+/*
+ * fuzz_json_load.c — md_json_load against jansson's json_loadb, differentially.
+ *
+ * Input: any bytes, parsed three ways (default flags, any value at the top,
+ * duplicate keys rejected).
+ *
+ * Invariant: md_json_load accepts an input exactly when json_loadb with the
+ * matching flags does, and then both build equal trees (json_equal).
+ */
+#include "memoryd/compat.h"
+
+#include "fuzz_common.h"
+#include "memoryd/json_load.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static const struct {
+        unsigned ours;
+        size_t theirs;
+    } modes[] = {{0, 0},
+                 {MD_JSON_LOAD_ANY, JSON_DECODE_ANY},
+                 {MD_JSON_LOAD_REJECT_DUPS, JSON_REJECT_DUPLICATES}};
+    for (size_t m = 0; m < sizeof(modes) / sizeof(modes[0]); m++) {
+        const char *why = NULL;
+        size_t pos = 0;
+        json_t *ours = md_json_load((const char *)data, size, modes[m].ours, &why, &pos);
+        json_error_t jerr;
+        json_t *theirs = json_loadb((const char *)data, size, modes[m].theirs, &jerr);
+        FUZZ_CHECK(!ours == !theirs, "mode %zu: md_json_load %s (%s at %zu), jansson %s (%s)",
+                   m, ours ? "accepted" : "refused", why ? why : "-", pos,
+                   theirs ? "accepted" : "refused", theirs ? "-" : jerr.text);
+        FUZZ_CHECK(!ours || json_equal(ours, theirs), "mode %zu: different trees", m);
+        FUZZ_CHECK(ours || (why && pos <= size), "mode %zu: a refusal without a reason", m);
+        json_decref(ours);
+        json_decref(theirs);
+    }
+    return 0;
+}
