@@ -27,10 +27,14 @@ enum md_json_load_flags {
     MD_JSON_LOAD_REJECT_DUPS = 2, /* a key twice in one object is an error (default: last wins) */
 };
 
+/* The description md_json_load() gives when memory ran out (compare the pointer). */
+extern const char md_json_load_oom[];
+
 /*
  * Parse data[0..len). On error returns NULL and, when err_out is given,
  * points it at a static description and *err_pos at the byte offset where
- * the parse stopped. Also NULL when memory runs out (described as such).
+ * the parse stopped. Also NULL when memory runs out (*err_out is then
+ * md_json_load_oom).
  */
 json_t *md_json_load(const char *data, size_t len, unsigned flags, const char **err_out,
                      size_t *err_pos);

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "memoryd/json_body.h"
+#include "memoryd/json_load.h"
 #include "memoryd/text.h"
 
 size_t md_json_depth(const char *data, size_t len)
@@ -51,11 +52,22 @@ enum md_status md_json_parse_object(const char *data, size_t len, json_t **out,
     if (md_json_depth(data, len) > MD_JSON_MAX_DEPTH)
         return md_error_set(err, MD_E_INVAL, "JSON is nested deeper than %d levels",
                             MD_JSON_MAX_DEPTH);
-    json_error_t jerr;
-    json_t *v = json_loadb(data, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!v)
-        return md_error_set(err, MD_E_INVAL, "request body is not valid JSON: %s (line %d, "
-                            "column %d)", jerr.text, jerr.line, jerr.column);
+    const char *why = NULL;
+    size_t at = 0;
+    json_t *v = md_json_load(data, len, MD_JSON_LOAD_REJECT_DUPS, &why, &at);
+    if (!v && why == md_json_load_oom)
+        return md_error_set(err, MD_E_NOMEM, "out of memory");
+    if (!v) {
+        /* where, for people: 1-based line and column (in bytes) of the offending byte */
+        size_t line = 1, col = 1;
+        for (size_t i = 0; i < at && i < len; i++, col++)
+            if (data[i] == '\n') {
+                line++;
+                col = 0;
+            }
+        return md_error_set(err, MD_E_INVAL, "request body is not valid JSON: %s (line %zu, "
+                            "column %zu)", why, line, col);
+    }
     if (!json_is_object(v)) {
         json_decref(v);
         return md_error_set(err, MD_E_INVAL, "request body must be a JSON object");

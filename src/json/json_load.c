@@ -27,6 +27,8 @@
 #include "memoryd/json_load.h"
 #include "memoryd/text.h"
 
+const char md_json_load_oom[] = "out of memory";
+
 struct parser {
     const char *start, *p, *end;
     unsigned flags;
@@ -157,7 +159,7 @@ static bool scan_string(struct parser *ps, const char **out, size_t *len)
     /* escapes: decode into scratch; the output is never longer than the input */
     size_t o = (size_t)(q - s);
     if (!scratch_reserve(ps, (size_t)(ps->end - s) + 1))
-        return fail(ps, "out of memory"), false;
+        return fail(ps, md_json_load_oom), false;
     memcpy(ps->scratch, s, o);
     ps->p = q;
     while (ps->p < ps->end) {
@@ -244,7 +246,7 @@ static json_t *parse_number(struct parser *ps)
     char small[64];
     char *text = n < sizeof(small) ? small : malloc(n + 1);
     if (!text)
-        return fail(ps, "out of memory");
+        return fail(ps, md_json_load_oom);
     memcpy(text, s, n);
     text[n] = '\0';
     json_t *v;
@@ -261,7 +263,7 @@ static json_t *parse_number(struct parser *ps)
     if (text != small)
         free(text);
     if (!v)
-        return fail(ps, "out of memory");
+        return fail(ps, md_json_load_oom);
     ps->p = q;
     return v;
 }
@@ -271,14 +273,14 @@ static json_t *parse_literal(struct parser *ps, const char *word, size_t n, json
     if ((size_t)(ps->end - ps->p) < n || memcmp(ps->p, word, n) != 0)
         return fail(ps, "invalid token");
     ps->p += n;
-    return value ? value : fail(ps, "out of memory");
+    return value ? value : fail(ps, md_json_load_oom);
 }
 
 static json_t *parse_array(struct parser *ps)
 {
     json_t *a = json_array();
     if (!a)
-        return fail(ps, "out of memory");
+        return fail(ps, md_json_load_oom);
     ps->p++; /* '[' */
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == ']') {
@@ -301,7 +303,7 @@ static json_t *parse_array(struct parser *ps)
         fail(ps, "',' or ']' expected");
         break;
     }
-    fail(ps, "out of memory");
+    fail(ps, md_json_load_oom);
     json_decref(a);
     return NULL;
 }
@@ -310,7 +312,7 @@ static json_t *parse_object(struct parser *ps)
 {
     json_t *o = json_object();
     if (!o)
-        return fail(ps, "out of memory");
+        return fail(ps, md_json_load_oom);
     ps->p++; /* '{' */
     skip_ws(ps);
     if (ps->p < ps->end && *ps->p == '}') {
@@ -331,7 +333,7 @@ static json_t *parse_object(struct parser *ps)
         char small[128];
         char *key = klen < sizeof(small) ? small : malloc(klen + 1);
         if (!key) {
-            fail(ps, "out of memory");
+            fail(ps, md_json_load_oom);
             break;
         }
         memcpy(key, k, klen);
@@ -364,7 +366,7 @@ static json_t *parse_object(struct parser *ps)
         fail(ps, "',' or '}' expected");
         break;
     }
-    fail(ps, "out of memory");
+    fail(ps, md_json_load_oom);
     json_decref(o);
     return NULL;
 }
@@ -387,7 +389,7 @@ static json_t *parse_value(struct parser *ps)
             size_t n;
             v = NULL;
             if (scan_string(ps, &s, &n) && !(v = json_stringn_nocheck(s, n)))
-                fail(ps, "out of memory");
+                fail(ps, md_json_load_oom);
             break;
         }
         case 't': v = parse_literal(ps, "true", 4, json_true()); break;
