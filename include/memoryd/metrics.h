@@ -51,6 +51,7 @@ enum md_store { MD_STORE_STM = 0, MD_STORE_LTM, MD_STORE_COUNT };
     X(create, 1)                                                                                 \
     X(get, 1)                                                                                    \
     X(get_many, 1)                                                                               \
+    X(alive_many, 1)                                                                             \
     X(list, 1)                                                                                   \
     X(patch, 1)                                                                                  \
     X(feedback, 1)                                                                               \

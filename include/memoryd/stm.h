@@ -148,6 +148,15 @@ struct md_stm_ops {
      */
     enum md_status (*get_many)(void *self, const char *const *ids, size_t n, int64_t now_ms,
                                struct md_stm_view *out, struct md_error *err);
+    /*
+     * Which of ids have a live entry — the same verdict as get_many, in one
+     * round trip, without reading the entries: expires_ms[i] is the entry's
+     * expiry, 0 when it has none. (A rule read needs in_stm of its sources
+     * and nothing more: moving two 1.5 KB entries to learn two booleans cost
+     * it a fifth of its time over Neo4j's; bench/README.)
+     */
+    enum md_status (*alive_many)(void *self, const char *const *ids, size_t n, int64_t now_ms,
+                                 int64_t *expires_ms, struct md_error *err);
     enum md_status (*list)(void *self, const struct md_stm_filter *f, size_t limit,
                            uint64_t after_seq, int64_t now_ms, struct md_stm_page *out,
                            struct md_error *err);

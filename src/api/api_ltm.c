@@ -458,6 +458,31 @@ void api_stm_promote(struct md_req *req, struct md_resp *resp)
 
 /* ---- read one rule ------------------------------------------------------------------------ */
 
+/* The expiry of each source's live STM entry, 0 for none (one batch STM call). */
+static enum md_status sources_alive(struct md_req *req, const struct md_rule_detail *d,
+                                    int64_t **expires_out, struct md_error *err)
+{
+    size_t n = d->n_sources;
+    const char **ids = calloc(n ? n : 1, sizeof(*ids));
+    int64_t *expires = calloc(n ? n : 1, sizeof(*expires));
+    if (!ids || !expires) {
+        free(ids);
+        free(expires);
+        return md_error_set(err, MD_E_NOMEM, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++)
+        ids[i] = d->sources[i].scenario_id;
+    struct md_stm *stm = api_app(req)->stm;
+    enum md_status st = n ? stm->ops->alive_many(stm, ids, n, req->now_ms, expires, err) : MD_OK;
+    free(ids);
+    if (st != MD_OK) {
+        free(expires);
+        return st;
+    }
+    *expires_out = expires;
+    return MD_OK;
+}
+
 /* in_stm[i] for the rule's sources (one batch STM call). */
 static enum md_status sources_in_stm(struct md_req *req, const struct md_rule_detail *d,
                                      struct evidence *e, struct md_error *err)
@@ -491,8 +516,8 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
         api_fail(req, resp, &err);
         return;
     }
-    struct evidence ev;
-    if (sources_in_stm(req, &d, &ev, &err) != MD_OK) {
+    int64_t *alive = NULL; /* expiry of each source's STM entry, 0: not in STM */
+    if (sources_alive(req, &d, &alive, &err) != MD_OK) {
         md_rule_detail_release(&d);
         api_fail(req, resp, &err);
         return;
@@ -511,7 +536,7 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
     for (size_t i = 0; st == MD_OK && i < d.n_sources; i++) {
         st = md_buf_printf(&b, "%s{\"scenario_id\":\"%s\",\"in_stm\":%s,\"has_snapshot\":%s}",
                            i ? "," : "", d.sources[i].scenario_id,
-                           ev.views[i].json ? "true" : "false",
+                           alive[i] ? "true" : "false",
                            d.sources[i].has_snapshot ? "true" : "false");
     }
     if (st == MD_OK)
@@ -524,9 +549,9 @@ void api_ltm_get(struct md_req *req, struct md_resp *resp)
     api_cache_tag_sources(&put, "sx:", (const char *const *)d.rule.sources, d.rule.n_sources,
                           "sx:*");
     for (size_t i = 0; i < d.n_sources; i++)
-        if (ev.views[i].json)
-            api_cache_expire_with(&put, req->now_ms, ev.views[i].expires_ms);
-    evidence_release(&ev);
+        if (alive[i])
+            api_cache_expire_with(&put, req->now_ms, alive[i]);
+    free(alive);
     md_rule_detail_release(&d);
     api_answer_cached(req, resp, api_route_message(req), &b, st, &put);
 }

@@ -69,6 +69,13 @@ static enum md_status w_stm_get_many(void *self, const char *const *ids, size_t 
     STM_TIMED(self, get_many, SI(self)->ops->get_many(SI(self), ids, n, now_ms, out, err));
 }
 
+static enum md_status w_stm_alive_many(void *self, const char *const *ids, size_t n,
+                                       int64_t now_ms, int64_t *expires_ms, struct md_error *err)
+{
+    STM_TIMED(self, alive_many,
+              SI(self)->ops->alive_many(SI(self), ids, n, now_ms, expires_ms, err));
+}
+
 static enum md_status w_stm_list(void *self, const struct md_stm_filter *f, size_t limit,
                                  uint64_t after_seq, int64_t now_ms, struct md_stm_page *out,
                                  struct md_error *err)
@@ -172,6 +179,7 @@ struct md_stm *md_metrics_wrap_stm(struct md_metrics *m, struct md_stm *inner,
         .create = w_stm_create,
         .get = w_stm_get,
         .get_many = w_stm_get_many,
+        .alive_many = w_stm_alive_many,
         .list = w_stm_list,
         .patch = w_stm_patch,
         .feedback = w_stm_feedback,

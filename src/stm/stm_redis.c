@@ -1305,6 +1305,72 @@ static enum md_status op_get_many(void *self, const char *const *ids, size_t n, 
     return st;
 }
 
+/* alive_many: the meta record (expiry) and the existence of the body, per id. */
+struct alive_call {
+    const char *const *ids;
+    size_t n;
+    int64_t now_ms;
+    int64_t *expires_ms;
+};
+
+static enum md_status alive_io(struct stm_redis *s, redisContext *c, void *arg, bool *broken,
+                               bool *timed_out, struct md_error *err)
+{
+    (void)s;
+    struct alive_call *g = arg;
+    for (size_t i = 0; i < g->n; i++) {
+        g->expires_ms[i] = 0; /* a retried attempt starts clean */
+        char key[MD_SCENARIO_ID_MAX + 8];
+        int kl = snprintf(key, sizeof(key), "stm:%s", g->ids[i]);
+        const char *hget[3] = {"HGET", K_META, g->ids[i]};
+        size_t hget_len[3] = {4, sizeof(K_META) - 1, strlen(g->ids[i])};
+        const char *exists[2] = {"EXISTS", key};
+        size_t exists_len[2] = {6, (size_t)kl};
+        if (redisAppendCommandArgv(c, 3, hget, hget_len) != REDIS_OK ||
+            redisAppendCommandArgv(c, 2, exists, exists_len) != REDIS_OK) {
+            *broken = true;
+            return md_error_set(err, MD_E_NOMEM, "out of memory checking STM entries");
+        }
+    }
+    enum md_status st = MD_OK;
+    for (size_t i = 0; i < g->n; i++) {
+        void *vm = NULL, *ve = NULL;
+        if (redisGetReply(c, &vm) != REDIS_OK || !vm || redisGetReply(c, &ve) != REDIS_OK ||
+            !ve) {
+            if (vm)
+                freeReplyObject(vm);
+            return conn_failure(c, "alive_many", broken, timed_out, err);
+        }
+        const redisReply *meta = vm, *ex = ve;
+        struct meta m;
+        if (st == MD_OK && (meta->type == REDIS_REPLY_ERROR || ex->type == REDIS_REPLY_ERROR))
+            st = error_reply(meta->type == REDIS_REPLY_ERROR ? meta : ex, err);
+        else if (st == MD_OK && is_str(meta) && ex->type == REDIS_REPLY_INTEGER &&
+                 ex->integer == 1 && meta_parse(meta->str, meta->len, &m) &&
+                 m.expires_ms > g->now_ms)
+            g->expires_ms[i] = m.expires_ms;
+        freeReplyObject(vm);
+        freeReplyObject(ve);
+    }
+    return st;
+}
+
+static enum md_status op_alive_many(void *self, const char *const *ids, size_t n,
+                                    int64_t now_ms, int64_t *expires_ms, struct md_error *err)
+{
+    struct stm_redis *s = self;
+    for (size_t i = 0; i < n; i++)
+        expires_ms[i] = 0;
+    if (n == 0)
+        return MD_OK;
+    struct alive_call g = {ids, n, now_ms, expires_ms};
+    enum md_status st = with_conn(s, true, alive_io, &g, err);
+    if (st != MD_OK)
+        for (size_t i = 0; i < n; i++)
+            expires_ms[i] = 0;
+    return st;
+}
+
 static enum md_status op_links_remove(void *self, const char *rule_id,
                                       const char *const *scenario_ids, size_t n,
                                       struct md_error *err)
@@ -1494,6 +1560,7 @@ static const struct md_stm_ops redis_ops = {
     .del = op_del,
     .stats = op_stats,
     .get_many = op_get_many,
+    .alive_many = op_alive_many,
     .link_add = op_link_add,
     .links_add = op_links_add,
     .links_remove = op_links_remove,

@@ -67,6 +67,8 @@ static const char SQL_READ_LIVE[] =
     " (SELECT group_concat(l.rule_id, char(31)) FROM stm_links l"
     "  WHERE l.scenario_id = e.scenario_id)"
     " FROM stm_entries e WHERE e.scenario_id = ?1 AND e.expires_ms > ?2";
+static const char SQL_EXPIRY[] =
+    "SELECT expires_ms FROM stm_entries WHERE scenario_id = ?1 AND expires_ms > ?2";
 static const char SQL_IS_LIVE[] =
     "SELECT 1 FROM stm_entries WHERE scenario_id = ?1 AND expires_ms > ?2";
 static const char SQL_DELETE_EXPIRED_ID[] =
@@ -746,6 +748,40 @@ out:
 }
 
 /* n point reads on one lease; missing entries leave their view zeroed. */
+static enum md_status op_alive_many(void *self, const char *const *ids, size_t n,
+                                    int64_t now_ms, int64_t *expires_ms, struct md_error *err)
+{
+    struct stm_sqlite *s = self;
+    for (size_t i = 0; i < n; i++)
+        expires_ms[i] = 0;
+    if (n == 0)
+        return MD_OK;
+    struct md_sqlite_conn *c = NULL;
+    enum md_status st = md_sqlite_checkout(s->db, LEASE_TIMEOUT_MS, &c, err);
+    if (st != MD_OK)
+        return st;
+    for (size_t i = 0; st == MD_OK && i < n; i++) {
+        sqlite3_stmt *q = md_sqlite_prep(c, SQL_EXPIRY, &st, err);
+        if (!q)
+            break;
+        int rc = md_sqlite_bind_text(q, 1, ids[i]);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_bind_int64(q, 2, now_ms);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(q);
+        if (rc == SQLITE_ROW)
+            expires_ms[i] = sqlite3_column_int64(q, 0);
+        else if (rc != SQLITE_DONE)
+            st = md_sqlite_error(c, rc, "checking STM entries", err);
+        sqlite3_reset(q);
+    }
+    md_sqlite_checkin(s->db, c);
+    if (st != MD_OK)
+        for (size_t i = 0; i < n; i++)
+            expires_ms[i] = 0;
+    return st;
+}
+
 static enum md_status op_get_many(void *self, const char *const *ids, size_t n, int64_t now_ms,
                                   struct md_stm_view *out, struct md_error *err)
 {
@@ -1458,6 +1494,7 @@ static const struct md_stm_ops stm_sqlite_ops = {
     .del = op_del,
     .stats = op_stats,
     .get_many = op_get_many,
+    .alive_many = op_alive_many,
     .link_add = op_link_add,
     .links_add = op_links_add,
     .links_remove = op_links_remove,

@@ -275,6 +275,21 @@ static enum md_status stm_get_many(void *self, const char *const *ids, size_t n,
     return MD_OK;
 }
 
+static enum md_status stm_alive_many(void *self, const char *const *ids, size_t n,
+                                     int64_t now_ms, int64_t *expires_ms, struct md_error *err)
+{
+    (void)self;
+    check_ids("alive_many", ids, n, false);
+    for (size_t i = 0; i < n; i++)
+        expires_ms[i] = 0;
+    if (fault(err) != MD_OK)
+        return err->code;
+    for (size_t i = 0; i < n; i++)
+        if (exists(ids[i]))
+            expires_ms[i] = now_ms + 3600 * 1000;
+    return MD_OK;
+}
+
 static enum md_status stm_list(void *self, const struct md_stm_filter *f, size_t limit,
                                uint64_t after_seq, int64_t now_ms, struct md_stm_page *out,
                                struct md_error *err)
@@ -459,6 +474,7 @@ static const struct md_stm_ops stm_ops = {
     .create = stm_create,
     .get = stm_get,
     .get_many = stm_get_many,
+    .alive_many = stm_alive_many,
     .list = stm_list,
     .patch = stm_patch,
     .feedback = stm_feedback,

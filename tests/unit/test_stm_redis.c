@@ -919,6 +919,41 @@ static void test_expiry_logical(void **state)
     assert_int_equal(raw_int("EXISTS %s", "stm:old_r3_x"), 0);
 }
 
+/* alive_many gives get_many's verdict and expiry, without the entries. */
+static void test_get_many_and_alive_many_agree(void **state)
+{
+    struct md_stm *s = *state;
+    struct md_error err;
+    md_error_clear(&err);
+    create_ok(s, "ecommerce_r1_consent", MD_VERDICT_COMPLIANT, T0);          /* 1 h */
+    create_ok(s, "ecommerce_r2_retention", MD_VERDICT_PENDING, T0 + 600000); /* 1 h later */
+    assert_int_equal(s->ops->del(s, "ecommerce_r2_retention", T0 + 600001, &err), MD_OK);
+    create_ok(s, "ecommerce_r3_erasure", MD_VERDICT_PENDING, T0 + 1200000);
+    const char *ids[] = {"ecommerce_r1_consent", "ecommerce_r2_retention", "nobody_r9_here",
+                         "ecommerce_r3_erasure", "ecommerce_r1_consent"};
+    const size_t n = MD_ARRAY_LEN(ids);
+    /* before r1 expires, after it, and after both */
+    int64_t when[] = {T0 + 1000, T0 + 3600000, T0 + 1200000 + 3600000};
+    int64_t want[][5] = {{T0 + 3600000, 0, 0, T0 + 4800000, T0 + 3600000},
+                         {0, 0, 0, T0 + 4800000, 0},
+                         {0, 0, 0, 0, 0}};
+    for (size_t w = 0; w < MD_ARRAY_LEN(when); w++) {
+        struct md_stm_view v[5];
+        int64_t exp[5];
+        memset(exp, 0x5a, sizeof(exp)); /* every slot is written */
+        assert_int_equal(s->ops->get_many(s, ids, n, when[w], v, &err), MD_OK);
+        assert_int_equal(s->ops->alive_many(s, ids, n, when[w], exp, &err), MD_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(exp[i], want[w][i]);
+            assert_int_equal(exp[i] != 0, v[i].json != NULL);
+            if (v[i].json)
+                assert_int_equal(exp[i], v[i].expires_ms);
+            md_stm_view_release(&v[i]);
+        }
+    }
+    assert_int_equal(s->ops->alive_many(s, ids, 0, T0, NULL, &err), MD_OK);
+}
+
 static void test_expiry_real(void **state)
 {
     /* A 1-second TTL against the real clock: gone from get, list and stats
@@ -1382,6 +1417,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_ttl_delete_links, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_for_each, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_logical, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_get_many_and_alive_many_agree, test_setup,
+                                        test_teardown),
         cmocka_unit_test_setup_teardown(test_expiry_real, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_creates, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_concurrent_feedback, test_setup, test_teardown),

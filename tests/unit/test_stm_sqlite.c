@@ -598,6 +598,41 @@ static void test_feedback_final_status(void **state)
 
 /* ---- TTL and expiry --------------------------------------------------------------------- */
 
+/* alive_many gives get_many's verdict and expiry, without the entries. */
+static void test_get_many_and_alive_many_agree(void **state)
+{
+    struct fixture *fx = *state;
+    struct md_stm *s = fx->stm;
+    struct md_error err;
+    md_error_clear(&err);
+    mk_ok(s, "many_r1_short", MD_VERDICT_COMPLIANT, 60, NOW);
+    mk_ok(s, "many_r2_gone", MD_VERDICT_PENDING, 3600, NOW);
+    assert_int_equal(s->ops->del(s, "many_r2_gone", NOW + 1, &err), MD_OK);
+    mk_ok(s, "many_r3_long", MD_VERDICT_PENDING, 3600, NOW);
+    const char *ids[] = {"many_r1_short", "many_r2_gone", "nobody_r9_here", "many_r3_long",
+                         "many_r1_short"};
+    const size_t n = MD_ARRAY_LEN(ids);
+    int64_t when[] = {NOW + 1000, NOW + 60000, NOW + 3600000};
+    int64_t want[][5] = {{NOW + 60000, 0, 0, NOW + 3600000, NOW + 60000},
+                         {0, 0, 0, NOW + 3600000, 0},
+                         {0, 0, 0, 0, 0}};
+    for (size_t w = 0; w < MD_ARRAY_LEN(when); w++) {
+        struct md_stm_view v[5];
+        int64_t exp[5];
+        memset(exp, 0x5a, sizeof(exp)); /* every slot is written */
+        assert_int_equal(s->ops->get_many(s, ids, n, when[w], v, &err), MD_OK);
+        assert_int_equal(s->ops->alive_many(s, ids, n, when[w], exp, &err), MD_OK);
+        for (size_t i = 0; i < n; i++) {
+            assert_int_equal(exp[i], want[w][i]);
+            assert_int_equal(exp[i] != 0, v[i].json != NULL);
+            if (v[i].json)
+                assert_int_equal(exp[i], v[i].expires_ms);
+            md_stm_view_release(&v[i]);
+        }
+    }
+    assert_int_equal(s->ops->alive_many(s, ids, 0, NOW, NULL, &err), MD_OK);
+}
+
 static void test_ttl_and_expiry(void **state)
 {
     struct fixture *fx = *state;
@@ -1016,6 +1051,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_feedback, setup, teardown),
         cmocka_unit_test_setup_teardown(test_patch_changed_mask, setup, teardown),
         cmocka_unit_test_setup_teardown(test_feedback_final_status, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_get_many_and_alive_many_agree, setup, teardown),
         cmocka_unit_test_setup_teardown(test_ttl_and_expiry, setup, teardown),
         cmocka_unit_test_setup_teardown(test_list_filters_and_paging, setup, teardown),
         cmocka_unit_test_setup_teardown(test_stats, setup, teardown),
