@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <string.h>
 #include <time.h>
 
 #include "memoryd/clock.h"
@@ -51,7 +52,7 @@ static int64_t days_from_civil(int y, unsigned m, unsigned d)
     return era * 146097 + (int64_t)doe - 719468;
 }
 
-void md_iso8601(int64_t epoch_ms, char out[MD_ISO8601_LEN])
+static void format_iso8601(int64_t epoch_ms, char out[MD_ISO8601_LEN])
 {
     int64_t secs = epoch_ms >= 0 ? epoch_ms / 1000 : (epoch_ms - 999) / 1000;
     int ms = (int)(epoch_ms - secs * 1000);
@@ -78,6 +79,30 @@ void md_iso8601(int64_t epoch_ms, char out[MD_ISO8601_LEN])
         *o++ = sep[f];
     }
     *o = '\0';
+}
+
+/*
+ * Each thread keeps the text of the last second it formatted: requests stamp
+ * the envelope and the access line in the same second, so most calls only
+ * write the milliseconds.
+ */
+static _Thread_local int64_t t_sec = INT64_MIN;
+static _Thread_local char t_text[MD_ISO8601_LEN];
+
+void md_iso8601(int64_t epoch_ms, char out[MD_ISO8601_LEN])
+{
+    int64_t secs = epoch_ms >= 0 ? epoch_ms / 1000 : (epoch_ms - 999) / 1000;
+    if (secs != t_sec) {
+        format_iso8601(secs * 1000, t_text);
+        t_sec = secs;
+    }
+    unsigned ms = (unsigned)(epoch_ms - secs * 1000);
+    memcpy(out, t_text, 20); /* "YYYY-MM-DDTHH:MM:SS." */
+    out[20] = (char)('0' + ms / 100);
+    out[21] = (char)('0' + ms / 10 % 10);
+    out[22] = (char)('0' + ms % 10);
+    out[23] = 'Z';
+    out[24] = '\0';
 }
 
 static bool digits(const char *s, int n, int *out)

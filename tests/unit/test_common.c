@@ -78,6 +78,25 @@ static void test_iso8601(void **state)
     assert_true(md_mono_us() - a >= 2000);
     md_iso8601(253402300799999LL, s); /* the last millisecond of year 9999 */
     assert_string_equal(s, "9999-12-31T23:59:59.999Z");
+    /* the per-thread cache of the last second: same second, next second,
+     * back in time, across midnight and the epoch, in any order */
+    static const int64_t seq[] = {1795707336123LL, 1795707336999LL, 1795707337000LL,
+                                  1795707336000LL, 1795737599999LL, 1795737600000LL, 1LL,
+                                  999LL,           1000LL,          1795707337001LL};
+    static const char *const want[] = {
+        "2026-11-26T15:35:36.123Z", "2026-11-26T15:35:36.999Z", "2026-11-26T15:35:37.000Z",
+        "2026-11-26T15:35:36.000Z", "2026-11-26T23:59:59.999Z", "2026-11-27T00:00:00.000Z",
+        "1970-01-01T00:00:00.001Z", "1970-01-01T00:00:00.999Z", "1970-01-01T00:00:01.000Z",
+        "2026-11-26T15:35:37.001Z"};
+    for (size_t i = 0; i < MD_ARRAY_LEN(seq); i++) {
+        md_iso8601(seq[i], s);
+        assert_string_equal(s, want[i]);
+    }
+    for (int64_t t = 1795707336000LL - 3000; t < 1795707336000LL + 3000; t += 7) {
+        md_iso8601(t, s);
+        assert_true(md_iso8601_parse(s, &back));
+        assert_int_equal(back, t);
+    }
     /* a sample of the milliseconds of one day round-trips */
     for (int64_t t = 1795651200000LL; t < 1795651200000LL + 86400000LL; t += 997 * 61) {
         md_iso8601(t, s);
