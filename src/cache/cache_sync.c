@@ -36,6 +36,15 @@
 
 #define QUEUE_MAX 4096
 #define MSG_MAX 8192
+/*
+ * When fewer than LINGER_BATCH messages wait, the publisher waits LINGER_US
+ * for more before it publishes: under a write load, one PUBLISH (and one
+ * wake-up of every subscriber, this daemon's own included) then carries
+ * several writes' tags instead of one each. Peers see an invalidation at
+ * most this much later.
+ */
+#define LINGER_US 1000
+#define LINGER_BATCH 8
 
 struct md_cache_sync {
     struct md_cache *cache;
@@ -192,6 +201,12 @@ static char *dequeue(struct md_cache_sync *s)
     pthread_mutex_lock(&s->lock);
     while (!s->stop && s->count == 0 && !s->overflow)
         pthread_cond_wait(&s->wake, &s->lock);
+    if (!s->stop && !s->overflow && s->count < LINGER_BATCH) {
+        pthread_mutex_unlock(&s->lock); /* writers queue meanwhile (no wake-up: nobody waits) */
+        struct timespec linger = {0, LINGER_US * 1000L};
+        nanosleep(&linger, NULL);
+        pthread_mutex_lock(&s->lock);
+    }
     char *msg = NULL;
     if (!s->stop) {
         if (s->overflow) {
