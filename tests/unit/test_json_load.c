@@ -140,7 +140,10 @@ static uint64_t rnd(void)
     return rng_state * 2685821657736338717ull;
 }
 
-/* Mutations of real documents: flipped, inserted, deleted and duplicated bytes. */
+/* Mutations of real documents: flipped, inserted, deleted and duplicated bytes
+ * (8 000 rounds: half a second natively, well under a minute under valgrind). */
+#define ROUNDS 8000
+
 static void test_mutated_documents_agree(void **state)
 {
     (void)state;
@@ -150,7 +153,7 @@ static void test_mutated_documents_agree(void **state)
     char *doc = malloc(2 * base_len + 64);
     assert_non_null(doc);
     size_t refused = 0;
-    for (int round = 0; round < 20000; round++) {
+    for (int round = 0; round < ROUNDS; round++) {
         size_t len = base_len;
         memcpy(doc, neo4j_rule, len);
         int edits = 1 + (int)(rnd() % 4);
@@ -186,7 +189,7 @@ static void test_mutated_documents_agree(void **state)
         json_decref(t);
     }
     /* the mutations exercised both verdicts */
-    assert_true(refused > 1000 && refused < 19000);
+    assert_true(refused > ROUNDS / 20 && refused < ROUNDS - ROUNDS / 20);
     free(doc);
 }
 
