@@ -747,7 +747,7 @@ out:
     return st;
 }
 
-/* n point reads on one lease; missing entries leave their view zeroed. */
+/* n expiry lookups on one lease; a missing or expired entry leaves 0. */
 static enum md_status op_alive_many(void *self, const char *const *ids, size_t n,
                                     int64_t now_ms, int64_t *expires_ms, struct md_error *err)
 {
@@ -782,6 +782,7 @@ static enum md_status op_alive_many(void *self, const char *const *ids, size_t n
     return st;
 }
 
+/* n point reads on one lease; missing entries leave their view zeroed. */
 static enum md_status op_get_many(void *self, const char *const *ids, size_t n, int64_t now_ms,
                                   struct md_stm_view *out, struct md_error *err)
 {
