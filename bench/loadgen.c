@@ -6,7 +6,10 @@
  *
  *   closed loop (default)  every connection sends its next request as soon
  *                          as the previous answer is complete; latency is
- *                          measured from the send.
+ *                          measured from the send. With --pause-us P a
+ *                          connection waits P µs after each answer before
+ *                          it sends again (a client that thinks between
+ *                          calls; latency is still measured from the send).
  *   open loop (--rate R)   requests are due at fixed intended times
  *                          t0 + i/R; a due request goes out on the first
  *                          idle connection and its latency is measured from
@@ -625,6 +628,7 @@ struct conn {
     enum cstate st;
     size_t op;
     int64_t t_start; /* latency origin (send, or intended time in open loop) */
+    int64_t ready_at; /* closed loop with --pause-us: no send before this */
     bool record;
     struct sbuf out;
     size_t out_off;
@@ -728,6 +732,7 @@ static void build_request(struct conn *c, size_t op)
 static struct conn *conns;
 static int n_conns = 16;
 static double duration_s = 5, warmup_s = 1, rate;
+static int64_t pause_ns; /* --pause-us, closed loop only */
 static uint64_t count_target;
 static bool measuring, stopping;
 static int64_t t_measure0, t_measure1;
@@ -1028,6 +1033,7 @@ static void usage(void)
 {
     fputs("usage: loadgen --url http://HOST:PORT --spec FILE [--list NAME=FILE]...\n"
           "               [--conns N] [--duration S] [--warmup S] [--count N] [--rate R]\n"
+          "               [--pause-us P]\n"
           "               [--pid NAME=PID]... [--label L] [--tag T] [--seed N] [--out FILE]\n",
           stderr);
     exit(1);
@@ -1057,6 +1063,8 @@ int main(int argc, char **argv)
             count_target = strtoull(v, NULL, 10);
         else if (ARG("--rate"))
             rate = atof(v);
+        else if (ARG("--pause-us"))
+            pause_ns = (int64_t)(atof(v) * 1000.0);
         else if (ARG("--label"))
             label = v;
         else if (ARG("--tag"))
@@ -1144,6 +1152,8 @@ int main(int argc, char **argv)
                         continue;
                     open_next++;
                     send_on(c, due);
+                } else if (pause_ns > 0 && c->ready_at > t) {
+                    continue;
                 } else {
                     send_on(c, t);
                 }
@@ -1164,7 +1174,12 @@ int main(int argc, char **argv)
             timeout = (int)((warm_end - t) / 1000000) + 1;
         if (measuring && !count_target && end > t && (end - t) / 1000000 < timeout)
             timeout = (int)((end - t) / 1000000) + 1;
-        int n = epoll_wait(g_epfd, evs, 256, timeout);
+        int64_t timeout_ns = (int64_t)timeout * 1000000;
+        for (int i = 0; pause_ns > 0 && !stopping && i < n_conns; i++)
+            if (conns[i].st == C_IDLE && conns[i].ready_at - t < timeout_ns)
+                timeout_ns = conns[i].ready_at > t ? conns[i].ready_at - t : 0;
+        struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+        int n = epoll_pwait2(g_epfd, evs, 256, &ts, NULL);
         for (int k = 0; k < n; k++) {
             struct conn *c = evs[k].data.ptr;
             if (c->fd < 0)
@@ -1181,6 +1196,10 @@ int main(int argc, char **argv)
                         continue;
                     if (measuring && !count_target && tt >= end)
                         continue;
+                    if (pause_ns > 0) { /* sent by the dispatch loop once the pause is over */
+                        c->ready_at = now_ns() + pause_ns;
+                        continue;
+                    }
                     send_on(c, now_ns());
                 }
             }
@@ -1197,8 +1216,9 @@ int main(int argc, char **argv)
     struct errs te = {0, 0, 0, 0};
     uint64_t ok = 0;
     struct sbuf b = {0};
-    sb_printf(&b, "{\"label\":\"%s\",\"mode\":\"%s\",\"conns\":%d,\"rate\":%.1f,\"seconds\":%.3f,",
-              label, rate > 0 ? "open" : "closed", n_conns, rate, secs);
+    sb_printf(&b, "{\"label\":\"%s\",\"mode\":\"%s\",\"conns\":%d,\"rate\":%.1f,"
+              "\"pause_us\":%.1f,\"seconds\":%.3f,",
+              label, rate > 0 ? "open" : "closed", n_conns, rate, (double)pause_ns / 1000.0, secs);
     sb_adds(&b, "\"ops\":{");
     for (size_t i = 0; i < n_ops; i++) {
         struct op *o = &ops[i];
