@@ -1,8 +1,8 @@
 /*
- * text.h — byte-level text helpers shared by the validators, the stores and
- * the HTTP layer: UTF-8 checks, code point counting, SHA-256, percent
- * decoding and random identifiers. All functions are pure or thread-safe and
- * allocate nothing unless they say so.
+ * text.h — byte-level text helpers shared by the validators, the stores, the
+ * JSON loader and the HTTP layer: UTF-8 checks, counting and encoding, hex
+ * digits, SHA-256, percent decoding and random identifiers. All functions are
+ * pure or thread-safe and allocate nothing unless they say so.
  */
 #ifndef MD_TEXT_H
 #define MD_TEXT_H
@@ -14,6 +14,15 @@ bool md_utf8_valid(const char *s, size_t len);
 
 /* Number of code points in valid UTF-8 s[0..len). */
 size_t md_utf8_count(const char *s, size_t len);
+
+/*
+ * Write code point cp (<= 0x10FFFF, not a surrogate: the caller checks) as
+ * UTF-8 to out (room for 4 bytes); returns the number of bytes written.
+ */
+size_t md_utf8_encode(uint32_t cp, char out[4]);
+
+/* The value of hex digit c (either case), or -1 when c is not one. */
+int md_hex_value(char c);
 
 /* True when s is empty or only ASCII whitespace. */
 bool md_str_blank(const char *s);

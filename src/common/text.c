@@ -58,6 +58,41 @@ size_t md_utf8_count(const char *s, size_t len)
     return n;
 }
 
+size_t md_utf8_encode(uint32_t cp, char out[4])
+{
+    if (cp < 0x80) {
+        out[0] = (char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        out[0] = (char)(0xC0 | (cp >> 6));
+        out[1] = (char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        out[0] = (char)(0xE0 | (cp >> 12));
+        out[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+        out[2] = (char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    out[0] = (char)(0xF0 | (cp >> 18));
+    out[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    out[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    out[3] = (char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+int md_hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 bool md_str_blank(const char *s)
 {
     for (; *s; s++)
@@ -233,17 +268,6 @@ void md_hmac_sha256_hex(const void *key, size_t key_len, const void *data, size_
 
 /* ---- percent decoding ------------------------------------------------- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 bool md_percent_decode(const char *src, size_t len, char *dst, size_t *out_len, bool plus_is_space)
 {
     size_t o = 0;
@@ -252,7 +276,7 @@ bool md_percent_decode(const char *src, size_t len, char *dst, size_t *out_len, 
         if (c == '%') {
             if (len - i < 3)
                 return false;
-            int hi = hexval(src[i + 1]), lo = hexval(src[i + 2]);
+            int hi = md_hex_value(src[i + 1]), lo = md_hex_value(src[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             c = (char)(hi * 16 + lo);

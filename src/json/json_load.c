@@ -54,23 +54,12 @@ static void skip_ws(struct parser *ps)
         ps->p++;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Four hex digits at s (s + 4 <= end checked by the caller); -1 if not hex. */
 static long hex4(const char *s)
 {
     long v = 0;
     for (int i = 0; i < 4; i++) {
-        int h = hexval(s[i]);
+        int h = md_hex_value(s[i]);
         if (h < 0)
             return -1;
         v = (v << 4) | h;
@@ -91,30 +80,6 @@ static bool scratch_reserve(struct parser *ps, size_t need)
     ps->scratch = n;
     ps->scratch_cap = cap;
     return true;
-}
-
-static size_t put_utf8(char *o, unsigned long cp)
-{
-    if (cp < 0x80) {
-        o[0] = (char)cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        o[0] = (char)(0xC0 | (cp >> 6));
-        o[1] = (char)(0x80 | (cp & 0x3F));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xE0 | (cp >> 12));
-        o[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-        o[2] = (char)(0x80 | (cp & 0x3F));
-        return 3;
-    }
-    o[0] = (char)(0xF0 | (cp >> 18));
-    o[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    o[3] = (char)(0x80 | (cp & 0x3F));
-    return 4;
 }
 
 /* One \uXXXX escape (or a surrogate pair) at ps->p (just past the 'u'). */
@@ -193,7 +158,8 @@ static bool scan_string(struct parser *ps, const char **out, size_t *len)
             unsigned long cp;
             if (!decode_u(ps, &cp))
                 return false;
-            o += put_utf8(ps->scratch + o, cp); /* 6 bytes of escape, at most 4 of UTF-8 */
+            /* 6 bytes of escape become at most 4 of UTF-8 */
+            o += md_utf8_encode((uint32_t)cp, ps->scratch + o);
             break;
         }
         default: return fail(ps, "invalid escape in a string"), false;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "memoryd/ltm.h"
+#include "memoryd/text.h"
 
 /* ---- concept fold keys ------------------------------------------------- */
 
@@ -72,30 +73,6 @@ static size_t decode(const unsigned char *s, uint32_t *cp)
     return 1;
 }
 
-static size_t encode(uint32_t c, char *out)
-{
-    if (c < 0x80) {
-        out[0] = (char)c;
-        return 1;
-    }
-    if (c < 0x800) {
-        out[0] = (char)(0xC0 | (c >> 6));
-        out[1] = (char)(0x80 | (c & 0x3F));
-        return 2;
-    }
-    if (c < 0x10000) {
-        out[0] = (char)(0xE0 | (c >> 12));
-        out[1] = (char)(0x80 | ((c >> 6) & 0x3F));
-        out[2] = (char)(0x80 | (c & 0x3F));
-        return 3;
-    }
-    out[0] = (char)(0xF0 | (c >> 18));
-    out[1] = (char)(0x80 | ((c >> 12) & 0x3F));
-    out[2] = (char)(0x80 | ((c >> 6) & 0x3F));
-    out[3] = (char)(0x80 | (c & 0x3F));
-    return 4;
-}
-
 void md_concept_key(const char *name, char out[MD_CONCEPT_KEY_MAX + 1])
 {
     const unsigned char *s = (const unsigned char *)name;
@@ -103,7 +80,7 @@ void md_concept_key(const char *name, char out[MD_CONCEPT_KEY_MAX + 1])
     while (*s && o + 4 <= MD_CONCEPT_KEY_MAX) {
         uint32_t cp;
         s += decode(s, &cp);
-        o += encode(fold(cp), out + o);
+        o += md_utf8_encode(fold(cp), out + o);
     }
     out[o] = '\0';
 }

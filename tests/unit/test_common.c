@@ -146,6 +146,39 @@ static void test_utf8(void **state)
     assert_false(md_str_has_ctl("\xc3\xa9", 2));
 }
 
+/* md_utf8_encode at every length boundary, checked by the validator and by bytes. */
+static void test_utf8_encode_and_hex(void **state)
+{
+    (void)state;
+    static const struct {
+        uint32_t cp;
+        const char *utf8;
+    } cases[] = {
+        {0x00, "\x00"},         {0x7F, "\x7f"},         {0x80, "\xc2\x80"},
+        {0x7FF, "\xdf\xbf"},    {0x800, "\xe0\xa0\x80"}, {0xE9, "\xc3\xa9"},
+        {0xFFFF, "\xef\xbf\xbf"}, {0x10000, "\xf0\x90\x80\x80"},
+        {0x1F600, "\xf0\x9f\x98\x80"}, {0x10FFFF, "\xf4\x8f\xbf\xbf"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char out[4];
+        size_t n = md_utf8_encode(cases[i].cp, out);
+        size_t want = cases[i].cp ? strlen(cases[i].utf8) : 1;
+        assert_int_equal(n, want);
+        assert_memory_equal(out, cases[i].utf8, n);
+        assert_true(md_utf8_valid(out, n));
+        assert_int_equal(md_utf8_count(out, n), 1);
+    }
+    assert_int_equal(md_hex_value('0'), 0);
+    assert_int_equal(md_hex_value('9'), 9);
+    assert_int_equal(md_hex_value('a'), 10);
+    assert_int_equal(md_hex_value('F'), 15);
+    assert_int_equal(md_hex_value('g'), -1);
+    assert_int_equal(md_hex_value('G'), -1);
+    assert_int_equal(md_hex_value('/'), -1);
+    assert_int_equal(md_hex_value(':'), -1);
+    assert_int_equal(md_hex_value('\0'), -1);
+}
+
 static void test_sha256_vectors(void **state)
 {
     (void)state;
@@ -246,7 +279,7 @@ int main(void)
         cmocka_unit_test(test_utf8),               cmocka_unit_test(test_sha256_vectors),
         cmocka_unit_test(test_percent_decode),     cmocka_unit_test(test_random_and_consttime),
         cmocka_unit_test(test_cursor),            cmocka_unit_test(test_hmac_vectors),
-        cmocka_unit_test(test_str_copy),
+        cmocka_unit_test(test_str_copy),           cmocka_unit_test(test_utf8_encode_and_hex),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
