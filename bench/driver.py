@@ -247,25 +247,27 @@ class Bench:
             out["neo4j"] = self.neo4j["pid"]
         return out
 
-    def cache_counters(self, md):
+    def metric_values(self, md, series):
+        """Values of the given series (a name, or a name with its {labels}) from memoryd's
+        /metrics, in order; 0 for a series it does not show."""
         st, text = http_get(md["url"] + "/metrics")
-        vals = {}
-        for name in ("memoryd_cache_hits_total", "memoryd_cache_misses_total"):
-            m = re.search(rf"^{name}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
-            vals[name] = float(m.group(1)) if m else 0.0
-        return vals["memoryd_cache_hits_total"], vals["memoryd_cache_misses_total"]
+        vals = []
+        for s in series:
+            m = re.search(rf"^{re.escape(s)}(?:{{[^}}]*}})? ([0-9.e+]+)$", text, re.M)
+            vals.append(float(m.group(1)) if m else 0.0)
+        return vals
+
+    def cache_counters(self, md):
+        return tuple(self.metric_values(md, ("memoryd_cache_hits_total",
+                                             "memoryd_cache_misses_total")))
 
     # ---- one measurement ---------------------------------------------------------------------
 
     def store_calls(self, md, op):
         """(calls, seconds) of memoryd's LTM store operation op so far, from its /metrics."""
-        st, text = http_get(md["url"] + "/metrics")
-        vals = {}
-        for part in ("count", "sum"):
-            m = re.search(rf'^memoryd_store_call_duration_seconds_{part}'
-                          rf'{{store="ltm",op="{op}"}} ([0-9.e+]+)$', text, re.M)
-            vals[part] = float(m.group(1)) if m else 0.0
-        return vals["count"], vals["sum"]
+        labels = f'{{store="ltm",op="{op}"}}'
+        return tuple(self.metric_values(md, (f"memoryd_store_call_duration_seconds_count{labels}",
+                                             f"memoryd_store_call_duration_seconds_sum{labels}")))
 
     def loadgen(self, url, spec, conns, label, *, pids=None, count=None, rate=None,
                 pause_us=None, duration=None, warmup=None, headers_spec=None, record=True,

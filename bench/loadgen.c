@@ -1086,7 +1086,8 @@ int main(int argc, char **argv)
             usage();
 #undef ARG
     }
-    if (!url || !spec || n_conns < 1 || n_conns > MAX_CONNS)
+    if (!url || !spec || n_conns < 1 || n_conns > MAX_CONNS || pause_ns < 0 ||
+        (pause_ns > 0 && rate > 0)) /* a pause only means something in closed loop */
         usage();
     /* splitmix64 of the seed: xorshift must never start from 0 (seed 1 used
      * to cancel the initial state and pin every "random" pick to line 1) */
@@ -1174,12 +1175,18 @@ int main(int argc, char **argv)
             timeout = (int)((warm_end - t) / 1000000) + 1;
         if (measuring && !count_target && end > t && (end - t) / 1000000 < timeout)
             timeout = (int)((end - t) / 1000000) + 1;
-        int64_t timeout_ns = (int64_t)timeout * 1000000;
-        for (int i = 0; pause_ns > 0 && !stopping && i < n_conns; i++)
-            if (conns[i].st == C_IDLE && conns[i].ready_at - t < timeout_ns)
-                timeout_ns = conns[i].ready_at > t ? conns[i].ready_at - t : 0;
-        struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
-        int n = epoll_pwait2(g_epfd, evs, 256, &ts, NULL);
+        int n;
+        if (pause_ns > 0) { /* wake for the first pause that ends: µs, not ms */
+            int64_t timeout_ns = (int64_t)timeout * 1000000;
+            for (int i = 0; !stopping && i < n_conns; i++)
+                if (conns[i].st == C_IDLE && conns[i].ready_at > t &&
+                    conns[i].ready_at - t < timeout_ns)
+                    timeout_ns = conns[i].ready_at - t;
+            struct timespec ts = {timeout_ns / 1000000000, timeout_ns % 1000000000};
+            n = epoll_pwait2(g_epfd, evs, 256, &ts, NULL);
+        } else {
+            n = epoll_wait(g_epfd, evs, 256, timeout);
+        }
         for (int k = 0; k < n; k++) {
             struct conn *c = evs[k].data.ptr;
             if (c->fd < 0)
