@@ -31,7 +31,10 @@ struct md_component_health {
     char message[MD_ERROR_MSG_MAX];
 };
 
-/* Start probing app->stm and app->ltm (borrowed; must outlive the prober). */
+/*
+ * Start probing app->stm and app->ltm (borrowed; must outlive the prober).
+ * Returns once both have answered a first probe, or after MD_HEALTH_STUCK_MS.
+ */
 struct md_health *md_health_start(struct md_app *app, double interval_s, struct md_error *err);
 
 /* Stop and join the probers (accepts NULL). */

@@ -38,7 +38,8 @@ struct md_health {
     struct md_app *app;
     int64_t interval_ms;
     pthread_mutex_t lock;
-    pthread_cond_t wake;
+    pthread_cond_t wake;   /* probers sleep on it between probes; stop wakes them */
+    pthread_cond_t probed; /* broadcast after every probe: md_health_start waits for the first */
     bool stop;
     struct prober stm, ltm;
 };
@@ -82,6 +83,7 @@ static void probe_once(struct prober *p)
     pthread_mutex_lock(&h->lock);
     p->last = r;
     p->in_flight_since_mono = 0;
+    pthread_cond_broadcast(&h->probed);
     pthread_mutex_unlock(&h->lock);
 }
 
@@ -117,6 +119,26 @@ static void init_prober(struct md_health *h, struct prober *p, bool is_stm)
     snprintf(p->last.message, sizeof(p->last.message), "not probed yet");
 }
 
+/*
+ * Hold start-up until both stores have answered their first probe, or until
+ * MD_HEALTH_STUCK_MS has passed (a hanging store is then reported as not
+ * answering): the daemon starts listening only afterwards, so /health never
+ * answers "not probed yet" for a store that is fine.
+ */
+static void wait_first_probes(struct md_health *h)
+{
+    struct timespec until;
+    clock_gettime(CLOCK_MONOTONIC, &until);
+    int64_t ns = until.tv_nsec + (int64_t)(MD_HEALTH_STUCK_MS % 1000) * 1000000;
+    until.tv_sec += MD_HEALTH_STUCK_MS / 1000 + ns / 1000000000;
+    until.tv_nsec = ns % 1000000000;
+    pthread_mutex_lock(&h->lock);
+    while (h->stm.last.checked_ms == 0 || h->ltm.last.checked_ms == 0)
+        if (pthread_cond_timedwait(&h->probed, &h->lock, &until) != 0)
+            break;
+    pthread_mutex_unlock(&h->lock);
+}
+
 struct md_health *md_health_start(struct md_app *app, double interval_s, struct md_error *err)
 {
     struct md_health *h = calloc(1, sizeof(*h));
@@ -131,6 +153,7 @@ struct md_health *md_health_start(struct md_app *app, double interval_s, struct 
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&h->wake, &ca);
+    pthread_cond_init(&h->probed, &ca);
     pthread_condattr_destroy(&ca);
     init_prober(h, &h->stm, true);
     init_prober(h, &h->ltm, false);
@@ -143,6 +166,7 @@ struct md_health *md_health_start(struct md_app *app, double interval_s, struct 
         }
         ps[i]->started = true;
     }
+    wait_first_probes(h);
     return h;
 }
 
@@ -161,6 +185,7 @@ void md_health_stop(struct md_health *h)
     if (h->ltm.started)
         pthread_join(h->ltm.thread, NULL);
     pthread_cond_destroy(&h->wake);
+    pthread_cond_destroy(&h->probed);
     pthread_mutex_destroy(&h->lock);
     free(h);
 }
