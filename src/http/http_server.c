@@ -220,7 +220,8 @@ static void free_query(struct md_req *req)
 
 /* ---- responses ------------------------------------------------------------ */
 
-static enum MHD_Result queue(struct req_ctx *ctx, struct MHD_Connection *conn)
+/* The libmicrohttpd response for ctx->resp with all its headers; NULL when out of memory. */
+static struct MHD_Response *build_response(struct req_ctx *ctx)
 {
     struct md_resp *r = &ctx->resp;
     struct MHD_Response *mr;
@@ -236,18 +237,43 @@ static enum MHD_Result queue(struct req_ctx *ctx, struct MHD_Connection *conn)
         if (!mr)
             free(body);
     }
+    if (!mr)
+        return NULL;
+    /* a header that cannot be copied fails the whole response: never a partial answer */
+    bool ok = MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                      r->content_type ? r->content_type : "application/json") ==
+                  MHD_YES &&
+              MHD_add_response_header(mr, "X-Request-Id", ctx->req.request_id) == MHD_YES &&
+              MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store") == MHD_YES;
+    for (size_t i = 0; ok && i < r->n_headers; i++)
+        ok = MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value) == MHD_YES;
+    if (!ok) {
+        MHD_destroy_response(mr);
+        return NULL;
+    }
+    return mr;
+}
+
+/*
+ * Queue ctx->resp. Out of memory, the answer is replaced by a 503: first the
+ * full error envelope (its body falls back to the heap-free one in
+ * resp->fallback), and when even that cannot be built, the 503 prebuilt at
+ * start-up (no timestamp, no X-Request-Id: documented in the README).
+ */
+static enum MHD_Result queue(struct req_ctx *ctx, struct MHD_Connection *conn)
+{
+    struct MHD_Response *mr = build_response(ctx);
+    if (!mr) {
+        ctx->resp.n_headers = 0;
+        md_resp_error(&ctx->resp, 503, "storage_unavailable", "out of memory, try again", NULL);
+        mr = build_response(ctx);
+    }
     ctx->phase = PH_QUEUED;
     if (!mr) {
         ctx->resp.status = 503;
         return MHD_queue_response(conn, 503, ctx->srv->oom_response);
     }
-    MHD_add_response_header(mr, MHD_HTTP_HEADER_CONTENT_TYPE,
-                            r->content_type ? r->content_type : "application/json");
-    MHD_add_response_header(mr, "X-Request-Id", ctx->req.request_id);
-    MHD_add_response_header(mr, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    for (size_t i = 0; i < r->n_headers; i++)
-        MHD_add_response_header(mr, r->headers[i].name, r->headers[i].value);
-    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)r->status, mr);
+    enum MHD_Result ok = MHD_queue_response(conn, (unsigned)ctx->resp.status, mr);
     MHD_destroy_response(mr);
     return ok;
 }

@@ -181,8 +181,10 @@ enum md_status md_neo4j_body(const struct md_neo4j_stmt *stmts, size_t n, struct
         if (st == MD_OK && stmts[i].params) {
             st = md_buf_puts(out, ",\"parameters\":");
             struct dump_ctx d = {out, MD_OK};
+            /* jansson's dump fails only when it cannot allocate (its cycle check keeps a
+             * hashtable) or on values memoryd never builds (cycles, invalid UTF-8) */
             if (st == MD_OK && json_dump_callback(stmts[i].params, dump_cb, &d, JSON_COMPACT) != 0)
-                st = d.st != MD_OK ? d.st : MD_E_INTERNAL;
+                st = d.st != MD_OK ? d.st : MD_E_NOMEM;
         }
         if (st == MD_OK)
             st = md_buf_puts(out, ",\"resultDataContents\":[\"row\"]}");
@@ -256,6 +258,8 @@ enum md_status md_neo4j_parse(long http_status, const char *body, size_t len,
     size_t at = 0;
     if (body && len > 0) /* md_json_load: jansson's grammar, ~5x its speed (json_load.h) */
         root = md_json_load(body, len, 0, &why, &at);
+    if (!root && why == md_json_load_oom) /* our memory, not Neo4j's answer, failed */
+        return md_error_set(err, MD_E_NOMEM, "out of memory reading the ltm store's answer");
 
     const char *code = NULL;
     const char *message = NULL;
