@@ -1473,7 +1473,8 @@ path id, bad or unknown query parameter |
 | rate_limited | 429 | over the rate limit (`Retry-After`) |
 | internal_error | 500 | a bug; logged with the request id |
 | storage_unavailable | 503 | a store cannot be reached in time, or out of memory \
-(`Retry-After`) |
+(`Retry-After`; when even this answer cannot be allocated, a body prebuilt at start-up \
+without `timestamp`, and no `X-Request-Id`) |
 
 **Validation.** Unknown members of a request body are rejected (400; `field` names the first \
 one in document order, nested ones by dotted path such as `initial_assessment.foo`). Unknown \
