@@ -6,7 +6,7 @@
 # TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1:
 #
 #   test_cache test_metrics test_alerts test_stm_sqlite test_ltm_sqlite test_workpool test_log
-#   test_sqlite_db test_ratelimit test_conn_guard
+#   test_sqlite_db test_ratelimit test_conn_guard test_listener
 #   test_stm_redis test_redis_pool   when redis-server is installed (they start their own)
 #   test_ltm_neo4j      when NEO4J_URI, NEO4J_USERNAME and NEO4J_PASSWORD are set
 #
@@ -32,6 +32,7 @@ start=$(date +%s)
 tests=(test_cache test_metrics test_alerts test_stm_sqlite test_ltm_sqlite test_sqlite_db test_workpool
     test_ratelimit test_log)
 [ -f tests/unit/test_conn_guard.c ] && tests+=(test_conn_guard) # guard thread vs. workers
+[ -f tests/unit/test_listener.c ] && tests+=(test_listener)     # accept thread vs. openers/closers
 have_redis=false
 if command -v redis-server >/dev/null; then
     have_redis=true

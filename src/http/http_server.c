@@ -21,8 +21,9 @@
  * is copied when MHD first shows us the request target (uri_seen) and split
  * by md_query_split(), which applies MHD's own splitting rules.
  *
- * Pool mode (the default): the access handler runs on one of API_WORKERS
- * event threads, which must never wait on a store. On the final call a
+ * Pool mode (the default): memoryd's own accept thread (listener.h) hands
+ * each connection to one of API_WORKERS epoll event threads, where the
+ * access handler runs; they must never wait on a store. On the final call a
  * request is answered there when nothing can block (a refusal, a route
  * flagged MD_ROUTE_INLINE, a cache hit through hooks.answer_inline);
  * otherwise the connection is suspended (MHD_suspend_connection, before the
@@ -59,6 +60,7 @@
 #include "memoryd/envelope.h"
 #include "memoryd/http.h"
 #include "memoryd/json_body.h"
+#include "memoryd/listener.h"
 #include "memoryd/log.h"
 #include "memoryd/query.h"
 #include "memoryd/text.h"
@@ -75,6 +77,7 @@ struct md_http_server {
     struct MHD_Response *oom_response; /* prebuilt 503 for when a request cannot allocate */
     struct md_conn_guard *guard; /* deadlines for slow clients (see conn_guard.h) */
     struct md_workpool *handlers; /* pool mode: where handlers that may block run; else NULL */
+    struct md_listener *listener; /* pool mode: our listening socket (listener.h); else NULL */
 };
 
 /* PH_RUNNING: the handler runs on a handler thread, the connection is suspended. */
@@ -481,11 +484,22 @@ static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_
         const union MHD_ConnectionInfo *ci =
             MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
         *socket_context = ci ? md_conn_guard_add(s->guard, ci->connect_fd) : NULL;
+        if (s->listener)
+            md_listener_opened(s->listener);
         return;
     }
     /* libmicrohttpd closes the descriptor only after this returns. */
     md_conn_guard_remove(s->guard, *socket_context);
     *socket_context = NULL;
+    if (s->listener)
+        md_listener_closed(s->listener);
+}
+
+/* Pool mode: the listener hands each accepted connection to libmicrohttpd. */
+static bool hand_to_mhd(void *cls, int fd, const struct sockaddr *addr, socklen_t addrlen)
+{
+    struct md_http_server *s = cls;
+    return MHD_add_connection(s->daemon, fd, addr, addrlen) == MHD_YES; /* MHD_NO: closed */
 }
 
 static enum MHD_Result access_handler(void *cls, struct MHD_Connection *conn, const char *url,
@@ -723,44 +737,73 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
     }
     /*
      * Event threads never wait on a store (see DESIGN), so a hanging store
-     * cannot delay /health or the other tier. The pool mode uses
-     * poll(), not epoll: libmicrohttpd 0.9.75 can abort in a worker thread
-     * ("Failed to remove listen FD from epoll set") when an epoll pool is
-     * quiesced at shutdown. Per-connection mode keeps libmicrohttpd's
-     * select(): with poll() its listening thread accepts past
+     * cannot delay /health or the other tier. Pool mode: epoll event threads
+     * and our own listening socket (listener.h says why); the listener
+     * enforces API_MAX_CONNECTIONS, and libmicrohttpd's own limit is set so
+     * that any one event thread could take them all (it splits its limit
+     * between the threads and would otherwise close connections the listener
+     * admitted). Per-connection mode keeps libmicrohttpd's select() and its
+     * listener: with poll() its listening thread accepts past
      * API_MAX_CONNECTIONS and resets the extra clients instead of leaving
-     * them in the listen queue. select() serves descriptors below
-     * FD_SETSIZE (1024) only, which the API_MAX_CONNECTIONS doc states.
+     * them in the listen queue. select() serves descriptors below FD_SETSIZE
+     * (1024) only, which the API_MAX_CONNECTIONS doc states.
      */
     unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
-    flags |= opt->thread_per_connection ? MHD_USE_THREAD_PER_CONNECTION
-                                        : (MHD_USE_POLL | MHD_ALLOW_SUSPEND_RESUME);
-    if (ss.ss_family == AF_INET6)
-        flags |= MHD_USE_IPv6;
+    unsigned mhd_limit = (unsigned)opt->max_connections;
+    struct MHD_OptionItem listen_opts[3] = {{MHD_OPTION_END, 0, NULL}};
+    if (opt->thread_per_connection) {
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
+        if (ss.ss_family == AF_INET6)
+            flags |= MHD_USE_IPv6;
+        listen_opts[0] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+        listen_opts[1] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, NULL};
+        listen_opts[2] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+    } else {
+        flags |= MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_NO_LISTEN_SOCKET;
+        s->listener = md_listener_open((struct sockaddr *)&ss, sslen, 1024, opt->max_connections,
+                                       err);
+        if (!s->listener) {
+            char why[sizeof(err->msg)];
+            md_str_copy(why, sizeof(why), err->msg);
+            md_error_set(err, MD_E_IO, "cannot listen on '%s' port %d: %s", opt->host,
+                         opt->port, why);
+            goto fail;
+        }
+        int64_t workers = opt->workers > 0 ? opt->workers : 1;
+        mhd_limit = (unsigned)MD_MIN((int64_t)opt->max_connections * workers, (int64_t)INT32_MAX);
+    }
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, access_handler, s,
         /* the logger goes first so that MHD reports option errors through it */
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_SOCK_ADDR,
-        (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
-        (unsigned)(opt->thread_per_connection ? 0 : opt->workers), MHD_OPTION_THREAD_STACK_SIZE,
-        (size_t)(512 * 1024),
-        MHD_OPTION_CONNECTION_LIMIT, (unsigned)opt->max_connections,
-        MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_logger, NULL, MHD_OPTION_ARRAY, listen_opts,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(opt->thread_per_connection ? 0 : opt->workers),
+        MHD_OPTION_THREAD_STACK_SIZE, (size_t)(512 * 1024), MHD_OPTION_CONNECTION_LIMIT,
+        mhd_limit, MHD_OPTION_PER_IP_CONNECTION_LIMIT, (unsigned)opt->max_connections_per_ip,
         MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)opt->connection_timeout_s,
         MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(32 * 1024), MHD_OPTION_NOTIFY_COMPLETED,
         completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection, s,
         MHD_OPTION_URI_LOG_CALLBACK, uri_seen, NULL, MHD_OPTION_UNESCAPE_CALLBACK,
-        identity_unescape, NULL, MHD_OPTION_LISTENING_ADDRESS_REUSE,
-        (unsigned)1, MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)1024, MHD_OPTION_END);
+        identity_unescape, NULL, MHD_OPTION_END);
     if (!s->daemon) {
         md_error_set(err, MD_E_IO, "cannot listen on '%s' port %d (in use, or not permitted)",
                      opt->host, opt->port);
         goto fail;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : opt->port;
+    if (s->listener) {
+        s->port = md_listener_port(s->listener);
+        if (!md_listener_run(s->listener, hand_to_mhd, s, err)) {
+            md_workpool_close(s->handlers);
+            MHD_stop_daemon(s->daemon);
+            goto fail;
+        }
+    } else {
+        const union MHD_DaemonInfo *info =
+            MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+        s->port = info ? info->port : opt->port;
+    }
     return s;
 fail:
+    md_listener_free(s->listener);
     md_workpool_stop(s->handlers);
     md_conn_guard_stop(s->guard);
     MHD_destroy_response(s->oom_response);
@@ -796,13 +839,18 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
     if (!s)
         return;
     /*
-     * MHD's worker threads may still use the quiesced listen socket (they
-     * take it out of their epoll sets on their next loop), and MHD's manual
-     * says not to close it before MHD_stop_daemon(). shutdown() stops
-     * listening at once (new connections are refused) while the fd stays
-     * valid; it is closed after MHD_stop_daemon().
+     * Stop listening first: new connections are refused from now on. Pool
+     * mode closes its own socket (listener.h). Per-connection mode quiesces
+     * libmicrohttpd's (select(): no epoll race); MHD's threads may still use
+     * the quiesced socket, and MHD's manual says not to close it before
+     * MHD_stop_daemon(): shutdown() stops listening at once while the fd
+     * stays valid; it is closed after MHD_stop_daemon().
      */
-    MHD_socket ls = MHD_quiesce_daemon(s->daemon);
+    MHD_socket ls = MHD_INVALID_SOCKET;
+    if (s->listener)
+        md_listener_close(s->listener);
+    else
+        ls = MHD_quiesce_daemon(s->daemon);
     if (ls != MHD_INVALID_SOCKET)
         shutdown(ls, SHUT_RDWR);
     int64_t deadline = md_mono_ms() + grace_ms;
@@ -822,6 +870,7 @@ void md_http_server_stop(struct md_http_server *s, int64_t grace_ms)
     ctx_spare_drop(); /* completions of the last connections may run on this thread */
     md_workpool_stop(s->handlers); /* idle by now: joins the threads */
     md_conn_guard_stop(s->guard); /* after MHD: every connection has been removed */
+    md_listener_free(s->listener); /* after MHD: its last md_listener_closed() is done */
     if (ls != MHD_INVALID_SOCKET)
         close(ls);
     MHD_destroy_response(s->oom_response);
