@@ -739,10 +739,11 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
      * Event threads never wait on a store (see DESIGN), so a hanging store
      * cannot delay /health or the other tier. Pool mode: epoll event threads
      * and our own listening socket (listener.h says why); the listener
-     * enforces API_MAX_CONNECTIONS, and libmicrohttpd's own limit is set so
-     * that any one event thread could take them all (it splits its limit
-     * between the threads and would otherwise close connections the listener
-     * admitted). Per-connection mode keeps libmicrohttpd's select() and its
+     * enforces API_MAX_CONNECTIONS, and libmicrohttpd's own limit must never
+     * refuse a connection the listener admitted: it splits its limit between
+     * the event threads, and it counts a connection until its cleanup, which
+     * follows the close notification the listener counts by. So each event
+     * thread may hold twice the cap. Per-connection mode keeps libmicrohttpd's select() and its
      * listener: with poll() its listening thread accepts past
      * API_MAX_CONNECTIONS and resets the extra clients instead of leaving
      * them in the listen queue. select() serves descriptors below FD_SETSIZE
@@ -770,7 +771,8 @@ struct md_http_server *md_http_server_start(const struct md_http_options *opt,
             goto fail;
         }
         int64_t workers = opt->workers > 0 ? opt->workers : 1;
-        mhd_limit = (unsigned)MD_MIN((int64_t)opt->max_connections * workers, (int64_t)INT32_MAX);
+        mhd_limit =
+            (unsigned)MD_MIN((int64_t)opt->max_connections * 2 * workers, (int64_t)INT32_MAX);
     }
     s->daemon = MHD_start_daemon(
         flags, (uint16_t)opt->port, NULL, NULL, access_handler, s,
