@@ -28,7 +28,6 @@ front of ASan's allocator, so scripts/test.sh runs this module against the Debug
 only; against an ASan binary it fails with a message.
 """
 import http.client
-import json
 import mmap
 import os
 import shutil
@@ -38,9 +37,10 @@ import tempfile
 
 import pytest
 
-from conftest import (MEMORYD_BIN, RULES, check_entry, check_rule, create, create_rule,
+from conftest import (MEMORYD_BIN, RULES, Response, check_entry, check_rule, create, create_rule,
                       entry_body, err, get_raw, list_all, ok, raw_member, rule_body, stats,
                       unique_domain, unique_policy, wait_for)
+from test_security import one_shot
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BASE = "/v1/stm/entries"
@@ -97,44 +97,16 @@ class Control:
         self.f.close()
 
 
-class Answer:
-    def __init__(self, status, headers, body):
-        self.status, self.headers, self.body = status, headers, body
-        try:
-            self.json = json.loads(body) if body else None
-        except ValueError:
-            self.json = None
-
-    def header(self, name):
-        for k, v in self.headers:
-            if k.lower() == name.lower():
-                return v
-        return None
-
-    def __repr__(self):
-        return f"<Answer {self.status} {self.body[:300]!r}>"
-
-
 def call(port, method, path, body=None):
-    """One request on a fresh connection: an Answer, None when the connection was closed
+    """One request on a fresh connection: a Response, None when the connection was closed
     or reset without a complete answer, "stalled" when no answer came within
     CALL_TIMEOUT."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=CALL_TIMEOUT)
     try:
-        hdrs = {}
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            hdrs["Content-Type"] = "application/json"
-        conn.request(method, path, body=data, headers=hdrs)
-        r = conn.getresponse()
-        return Answer(r.status, r.getheaders(), r.read().decode("utf-8", "replace"))
+        return one_shot(port, method, path, body, timeout=CALL_TIMEOUT)
     except TimeoutError:
         return "stalled"
     except (ConnectionError, http.client.HTTPException, OSError):
         return None
-    finally:
-        conn.close()
 
 
 def check_503(a, path):
@@ -239,7 +211,7 @@ def run(d, ctl):
     print(f"armed: {failed} allocations refused; answers {seen}")
 
     # ---- disarmed: service resumes by itself, and nothing was lost or corrupted
-    wait_for(lambda: (call(d.port, "GET", "/health") or Answer(0, [], "")).status == 200, 30,
+    wait_for(lambda: (call(d.port, "GET", "/health") or Response(0, [], "")).status == 200, 30,
              what="/health to be 200 again")
     for sid, text in entry_text.items():
         assert get_raw(d, sid) == text, f"seeded entry {sid} changed"
