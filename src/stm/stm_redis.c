@@ -1237,54 +1237,97 @@ out:
     return st;
 }
 
-/* get_many: HGET meta + GET per id, pipelined in one round trip. */
-struct many_call {
+/* The batch reads (get_many, alive_many): per id, HGET of its meta record and one command on
+ * its body key (GET or EXISTS), all pipelined in one round trip. take() sees each id's pair of
+ * replies; reset() clears an id's output, so a retried attempt starts clean. */
+struct pair_call {
     const char *const *ids;
     size_t n;
-    int64_t now_ms;
-    struct md_stm_view *out;
+    const char *cmd; /* GET or EXISTS */
+    const char *what; /* the operation, for errors */
+    void (*reset)(void *ctx, size_t i);
+    enum md_status (*take)(void *ctx, size_t i, const redisReply *meta,
+                           const redisReply *body, struct md_error *err);
+    void *ctx;
 };
 
-static enum md_status many_io(struct stm_redis *s, redisContext *c, void *arg, bool *broken,
+/* Appends the pair for one id (1..MD_SCENARIO_ID_MAX bytes: pair_io checks). */
+static bool pair_append(redisContext *c, const char *cmd, const char *id, size_t id_len)
+{
+    char key[MD_SCENARIO_ID_MAX + 8];
+    memcpy(key, "stm:", 4);
+    memcpy(key + 4, id, id_len);
+    const char *hget[3] = {"HGET", K_META, id};
+    size_t hget_len[3] = {4, sizeof(K_META) - 1, id_len};
+    const char *body[2] = {cmd, key};
+    size_t body_len[2] = {strlen(cmd), 4 + id_len};
+    return redisAppendCommandArgv(c, 3, hget, hget_len) == REDIS_OK &&
+           redisAppendCommandArgv(c, 2, body, body_len) == REDIS_OK;
+}
+
+static enum md_status pair_io(struct stm_redis *s, redisContext *c, void *arg, bool *broken,
                               bool *timed_out, struct md_error *err)
 {
     (void)s;
-    struct many_call *g = arg;
-    for (size_t i = 0; i < g->n; i++) /* a retried attempt starts clean */
-        md_stm_view_release(&g->out[i]);
+    struct pair_call *g = arg;
+    for (size_t i = 0; i < g->n; i++) { /* ids come from validated requests or the store */
+        size_t id_len = strlen(g->ids[i]);
+        if (id_len == 0 || id_len > MD_SCENARIO_ID_MAX)
+            return md_error_set(err, MD_E_INTERNAL, "STM %s: malformed scenario id", g->what);
+    }
     for (size_t i = 0; i < g->n; i++) {
-        char key[MD_SCENARIO_ID_MAX + 8];
-        int kl = snprintf(key, sizeof(key), "stm:%s", g->ids[i]);
-        const char *hget[3] = {"HGET", K_META, g->ids[i]};
-        size_t hget_len[3] = {4, sizeof(K_META) - 1, strlen(g->ids[i])};
-        const char *get[2] = {"GET", key};
-        size_t get_len[2] = {3, (size_t)kl};
-        if (redisAppendCommandArgv(c, 3, hget, hget_len) != REDIS_OK ||
-            redisAppendCommandArgv(c, 2, get, get_len) != REDIS_OK) {
-            *broken = true;
-            return md_error_set(err, MD_E_NOMEM, "out of memory reading STM entries");
+        g->reset(g->ctx, i);
+        if (!pair_append(c, g->cmd, g->ids[i], strlen(g->ids[i]))) {
+            *broken = true; /* the commands already appended would answer the next user */
+            return md_error_set(err, MD_E_NOMEM, "out of memory in STM %s", g->what);
         }
     }
     enum md_status st = MD_OK;
     for (size_t i = 0; i < g->n; i++) {
-        void *vm = NULL, *vj = NULL;
-        if (redisGetReply(c, &vm) != REDIS_OK || !vm || redisGetReply(c, &vj) != REDIS_OK ||
-            !vj) {
+        void *vm = NULL, *vb = NULL;
+        if (redisGetReply(c, &vm) != REDIS_OK || !vm || redisGetReply(c, &vb) != REDIS_OK ||
+            !vb) {
             if (vm)
                 freeReplyObject(vm);
-            return conn_failure(c, "get_many", broken, timed_out, err);
+            return conn_failure(c, g->what, broken, timed_out, err);
         }
-        const redisReply *meta = vm, *json = vj;
-        struct meta m;
-        if (st == MD_OK && (meta->type == REDIS_REPLY_ERROR || json->type == REDIS_REPLY_ERROR))
-            st = error_reply(meta->type == REDIS_REPLY_ERROR ? meta : json, err);
-        else if (st == MD_OK && is_str(meta) && is_str(json) &&
-                 meta_parse(meta->str, meta->len, &m) && m.expires_ms > g->now_ms)
-            st = view_fill(&g->out[i], g->ids[i], strlen(g->ids[i]), json, meta, err);
+        const redisReply *meta = vm, *body = vb;
+        if (st == MD_OK && (meta->type == REDIS_REPLY_ERROR || body->type == REDIS_REPLY_ERROR))
+            st = error_reply(meta->type == REDIS_REPLY_ERROR ? meta : body, err);
+        else if (st == MD_OK)
+            st = g->take(g->ctx, i, meta, body, err);
         freeReplyObject(vm);
-        freeReplyObject(vj);
+        freeReplyObject(vb);
     }
     return st;
+}
+
+/* The meta record of a live entry, or false. */
+static bool live_meta_reply(const redisReply *meta, int64_t now_ms, struct meta *m)
+{
+    return is_str(meta) && meta_parse(meta->str, meta->len, m) && m->expires_ms > now_ms;
+}
+
+/* get_many: the live entries among ids, as views. */
+struct many_ctx {
+    const char *const *ids;
+    int64_t now_ms;
+    struct md_stm_view *out;
+};
+
+static void many_reset(void *ctx, size_t i)
+{
+    md_stm_view_release(&((struct many_ctx *)ctx)->out[i]);
+}
+
+static enum md_status many_take(void *ctx, size_t i, const redisReply *meta,
+                                const redisReply *json, struct md_error *err)
+{
+    struct many_ctx *g = ctx;
+    struct meta m;
+    if (!is_str(json) || !live_meta_reply(meta, g->now_ms, &m))
+        return MD_OK;
+    return view_fill(&g->out[i], g->ids[i], strlen(g->ids[i]), json, meta, err);
 }
 
 static enum md_status op_get_many(void *self, const char *const *ids, size_t n, int64_t now_ms,
@@ -1297,62 +1340,36 @@ static enum md_status op_get_many(void *self, const char *const *ids, size_t n, 
     }
     if (n == 0)
         return MD_OK;
-    struct many_call g = {ids, n, now_ms, out};
-    enum md_status st = with_conn(s, true, many_io, &g, err);
+    struct many_ctx ctx = {ids, now_ms, out};
+    struct pair_call g = {ids, n, "GET", "get_many", many_reset, many_take, &ctx};
+    enum md_status st = with_conn(s, true, pair_io, &g, err);
     if (st != MD_OK)
         for (size_t i = 0; i < n; i++)
             md_stm_view_release(&out[i]);
     return st;
 }
 
-/* alive_many: the meta record (expiry) and the existence of the body, per id. */
-struct alive_call {
-    const char *const *ids;
-    size_t n;
+/* alive_many: the expiry of each live entry (meta record and body both present), else 0. */
+struct alive_ctx {
     int64_t now_ms;
     int64_t *expires_ms;
 };
 
-static enum md_status alive_io(struct stm_redis *s, redisContext *c, void *arg, bool *broken,
-                               bool *timed_out, struct md_error *err)
+static void alive_reset(void *ctx, size_t i)
 {
-    (void)s;
-    struct alive_call *g = arg;
-    for (size_t i = 0; i < g->n; i++) {
-        g->expires_ms[i] = 0; /* a retried attempt starts clean */
-        char key[MD_SCENARIO_ID_MAX + 8];
-        int kl = snprintf(key, sizeof(key), "stm:%s", g->ids[i]);
-        const char *hget[3] = {"HGET", K_META, g->ids[i]};
-        size_t hget_len[3] = {4, sizeof(K_META) - 1, strlen(g->ids[i])};
-        const char *exists[2] = {"EXISTS", key};
-        size_t exists_len[2] = {6, (size_t)kl};
-        if (redisAppendCommandArgv(c, 3, hget, hget_len) != REDIS_OK ||
-            redisAppendCommandArgv(c, 2, exists, exists_len) != REDIS_OK) {
-            *broken = true;
-            return md_error_set(err, MD_E_NOMEM, "out of memory checking STM entries");
-        }
-    }
-    enum md_status st = MD_OK;
-    for (size_t i = 0; i < g->n; i++) {
-        void *vm = NULL, *ve = NULL;
-        if (redisGetReply(c, &vm) != REDIS_OK || !vm || redisGetReply(c, &ve) != REDIS_OK ||
-            !ve) {
-            if (vm)
-                freeReplyObject(vm);
-            return conn_failure(c, "alive_many", broken, timed_out, err);
-        }
-        const redisReply *meta = vm, *ex = ve;
-        struct meta m;
-        if (st == MD_OK && (meta->type == REDIS_REPLY_ERROR || ex->type == REDIS_REPLY_ERROR))
-            st = error_reply(meta->type == REDIS_REPLY_ERROR ? meta : ex, err);
-        else if (st == MD_OK && is_str(meta) && ex->type == REDIS_REPLY_INTEGER &&
-                 ex->integer == 1 && meta_parse(meta->str, meta->len, &m) &&
-                 m.expires_ms > g->now_ms)
-            g->expires_ms[i] = m.expires_ms;
-        freeReplyObject(vm);
-        freeReplyObject(ve);
-    }
-    return st;
+    ((struct alive_ctx *)ctx)->expires_ms[i] = 0;
+}
+
+static enum md_status alive_take(void *ctx, size_t i, const redisReply *meta,
+                                 const redisReply *exists, struct md_error *err)
+{
+    (void)err;
+    struct alive_ctx *g = ctx;
+    struct meta m;
+    if (exists->type == REDIS_REPLY_INTEGER && exists->integer == 1 &&
+        live_meta_reply(meta, g->now_ms, &m))
+        g->expires_ms[i] = m.expires_ms;
+    return MD_OK;
 }
 
 static enum md_status op_alive_many(void *self, const char *const *ids, size_t n,
@@ -1363,8 +1380,9 @@ static enum md_status op_alive_many(void *self, const char *const *ids, size_t n
         expires_ms[i] = 0;
     if (n == 0)
         return MD_OK;
-    struct alive_call g = {ids, n, now_ms, expires_ms};
-    enum md_status st = with_conn(s, true, alive_io, &g, err);
+    struct alive_ctx ctx = {now_ms, expires_ms};
+    struct pair_call g = {ids, n, "EXISTS", "alive_many", alive_reset, alive_take, &ctx};
+    enum md_status st = with_conn(s, true, pair_io, &g, err);
     if (st != MD_OK)
         for (size_t i = 0; i < n; i++)
             expires_ms[i] = 0;
