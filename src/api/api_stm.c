@@ -119,7 +119,7 @@ static enum md_status parse_create(struct md_req *req, struct md_stm_new *in,
                                           "requirement_number", "key_concept",
                                           "requirement_text",   "initial_assessment",
                                           "ttl_seconds",        NULL};
-    json_t *body = req->body, *ia;
+    json_t *body = req->body, *ia = NULL;
     memset(in, 0, sizeof(*in));
     enum md_status st = md_json_only(body, allowed, NULL, err);
     if (st == MD_OK)

@@ -83,22 +83,29 @@ static bool scratch_reserve(struct parser *ps, size_t need)
 }
 
 /* One \uXXXX escape (or a surrogate pair) at ps->p (just past the 'u'). */
+/* fail() for the helpers that answer a bool. */
+static bool failed(struct parser *ps, const char *msg)
+{
+    fail(ps, msg);
+    return false;
+}
+
 static bool decode_u(struct parser *ps, unsigned long *cp)
 {
     if (ps->end - ps->p < 4 || (*cp = (unsigned long)hex4(ps->p)) > 0xFFFF)
-        return fail(ps, "invalid \\u escape"), false;
+        return failed(ps, "invalid \\u escape");
     ps->p += 4;
     if (*cp == 0)
-        return fail(ps, "\\u0000 is not allowed"), false;
+        return failed(ps, "\\u0000 is not allowed");
     if (*cp >= 0xDC00 && *cp <= 0xDFFF)
-        return fail(ps, "invalid Unicode (lone low surrogate)"), false;
+        return failed(ps, "invalid Unicode (lone low surrogate)");
     if (*cp < 0xD800 || *cp > 0xDBFF)
         return true;
     if (ps->end - ps->p < 6 || ps->p[0] != '\\' || ps->p[1] != 'u')
-        return fail(ps, "invalid Unicode (lone high surrogate)"), false;
+        return failed(ps, "invalid Unicode (lone high surrogate)");
     long lo = hex4(ps->p + 2);
     if (lo < 0xDC00 || lo > 0xDFFF)
-        return fail(ps, "invalid Unicode (bad low surrogate)"), false;
+        return failed(ps, "invalid Unicode (bad low surrogate)");
     ps->p += 6;
     *cp = 0x10000 + ((*cp - 0xD800) << 10) + ((unsigned long)lo - 0xDC00);
     return true;
@@ -124,7 +131,7 @@ static bool scan_string(struct parser *ps, const char **out, size_t *len)
     /* escapes: decode into scratch; the output is never longer than the input */
     size_t o = (size_t)(q - s);
     if (!scratch_reserve(ps, (size_t)(ps->end - s) + 1))
-        return fail(ps, md_json_load_oom), false;
+        return failed(ps, md_json_load_oom);
     memcpy(ps->scratch, s, o);
     ps->p = q;
     while (ps->p < ps->end) {
@@ -136,7 +143,7 @@ static bool scan_string(struct parser *ps, const char **out, size_t *len)
             return true;
         }
         if (c < 0x20)
-            return fail(ps, "control character in a string"), false;
+            return failed(ps, "control character in a string");
         if (c != '\\') {
             ps->scratch[o++] = (char)c;
             ps->p++;
@@ -162,10 +169,10 @@ static bool scan_string(struct parser *ps, const char **out, size_t *len)
             o += md_utf8_encode((uint32_t)cp, ps->scratch + o);
             break;
         }
-        default: return fail(ps, "invalid escape in a string"), false;
+        default: return failed(ps, "invalid escape in a string");
         }
     }
-    return fail(ps, "unterminated string"), false;
+    return failed(ps, "unterminated string");
 }
 
 static bool is_digit(char c)

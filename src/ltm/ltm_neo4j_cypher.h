@@ -37,8 +37,8 @@ static const char *const CY_SCHEMA[] = {
     "CREATE CONSTRAINT rule_id_unique IF NOT EXISTS FOR (r:Rule) REQUIRE r.rule_id IS UNIQUE",
     "CREATE CONSTRAINT concept_name_unique IF NOT EXISTS FOR (c:Concept) REQUIRE c.name IS UNIQUE",
     "CREATE CONSTRAINT concept_key_unique IF NOT EXISTS FOR (c:Concept) REQUIRE c.key IS UNIQUE",
-    "CREATE CONSTRAINT scenario_id_unique IF NOT EXISTS FOR (s:Scenario) "
-    "REQUIRE s.scenario_id IS UNIQUE",
+    ("CREATE CONSTRAINT scenario_id_unique IF NOT EXISTS FOR (s:Scenario) "
+     "REQUIRE s.scenario_id IS UNIQUE"),
     "CREATE CONSTRAINT policy_name_unique IF NOT EXISTS FOR (p:Policy) REQUIRE p.name IS UNIQUE",
     "CREATE INDEX rule_confidence_index IF NOT EXISTS FOR (r:Rule) ON (r.confidence_score)",
     "CREATE INDEX rule_created_index IF NOT EXISTS FOR (r:Rule) ON (r.created_ms)",

@@ -520,7 +520,7 @@ void md_alerts_evaluate(struct md_alerts *a, int64_t now_ms)
     double value[MD_METRIC_COUNT];
     uint64_t samples[MD_METRIC_COUNT];
     for (int i = 0; i < MD_METRIC_COUNT; i++) {
-        value[i] = NAN;
+        value[i] = (double)NAN;
         samples[i] = 0;
         has[i] = a->value_fn(a->value_ctx, (enum md_metric)i, &value[i], &samples[i]) &&
                  isfinite(value[i]);
@@ -789,7 +789,7 @@ enum md_status md_alerts_add(struct md_alerts *a, const struct md_alert_rule *ru
     struct md_alert_status *s = &a->rules[a->n_rules++];
     memset(s, 0, sizeof(*s));
     s->rule = *rule;
-    s->value = NAN;
+    s->value = (double)NAN;
     if (out)
         *out = *s;
     pthread_mutex_unlock(&a->lock);

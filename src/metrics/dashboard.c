@@ -113,7 +113,7 @@ static json_t *backend_component(bool configured, const char *backs,
 {
     if (!configured)
         return json_pack("{s:b}", "configured", 0);
-    double util = NAN;
+    double util = (double)NAN;
     if (s->has_pool[store] && s->pool[store].max > 0)
         util = 100.0 * (double)s->pool[store].in_use / (double)s->pool[store].max;
     return json_pack("{s:b, s:s, s:o, s:o, s:I, s:I, s:o, s:o}", "configured", 1, "backs", backs,

@@ -369,13 +369,13 @@ static void fine_bounds(unsigned i, double *lo, double *width)
 /*
  * Nearest-rank quantile q of a fine histogram with total samples: the
  * midpoint of the bucket holding rank ceil(q·total), clamped to [min, max].
- * Returns NAN when total is 0. Result in microseconds.
+ * Returns (double)NAN when total is 0. Result in microseconds.
  */
 static double fine_quantile(const uint64_t *hist, uint64_t total, double q, uint64_t min_us,
                             uint64_t max_us)
 {
     if (total == 0)
-        return NAN;
+        return (double)NAN;
     uint64_t rank = (uint64_t)ceil(q * (double)total);
     if (rank < 1)
         rank = 1;
@@ -733,11 +733,11 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank quantile of n values (sorted in place). NAN when n is 0. */
+/* Nearest-rank quantile of n values (sorted in place). (double)NAN when n is 0. */
 static double exact_quantile(double *v, size_t n, double q)
 {
     if (n == 0)
-        return NAN;
+        return (double)NAN;
     qsort(v, n, sizeof(*v), cmp_double);
     size_t rank = (size_t)ceil(q * (double)n);
     if (rank < 1)
@@ -861,7 +861,7 @@ static void window_ratio(struct md_metrics *m, enum md_metric metric, int64_t no
 void md_metrics_window(struct md_metrics *m, enum md_metric metric, struct md_window *out)
 {
     memset(out, 0, sizeof(*out));
-    out->current = out->average = out->p95 = out->p95_1m = NAN;
+    out->current = out->average = out->p95 = out->p95_1m = (double)NAN;
     if (!m || (int)metric < 0 || metric >= MD_METRIC_COUNT)
         return;
     int64_t now = now_sec(m);
