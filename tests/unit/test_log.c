@@ -1,10 +1,13 @@
 /* test_log.c — the log sink: line formats, and the buffered access log's order and flushing. */
 #include "memoryd/compat.h"
 
+#include <dlfcn.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
 #include <setjmp.h>
+#include <stdatomic.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdlib.h>
@@ -15,6 +18,28 @@
 
 #include "memoryd/clock.h"
 #include "memoryd/log.h"
+
+/*
+ * pthread_create, failing on demand: this definition in the test executable
+ * comes before libc's (and a sanitizer's) for every caller linked into it, and
+ * forwards to the next one when not told to fail.
+ */
+static atomic_bool fail_thread_start;
+
+typedef int (*pthread_create_fn)(pthread_t *, const pthread_attr_t *, void *(*)(void *),
+                                 void *);
+
+int pthread_create(pthread_t *t, const pthread_attr_t *attr, void *(*fn)(void *), void *arg)
+{
+    if (atomic_load(&fail_thread_start))
+        return EAGAIN;
+    pthread_create_fn next;
+    void *sym = dlsym(RTLD_NEXT, "pthread_create");
+    if (!sym)
+        return ENOSYS;
+    memcpy(&next, &sym, sizeof(next)); /* object to function pointer, without a cast ISO C lacks */
+    return next(t, attr, fn, arg);
+}
 
 /* A pipe as the sink; the read end is non-blocking so "nothing yet" is observable. */
 static int sink[2];
@@ -120,6 +145,27 @@ static void test_buffered_lines_wait_and_other_records_keep_the_order(void **sta
     assert_non_null(strstr(got, "access: GET /five 200"));
 }
 
+static void test_flusher_that_cannot_start_leaves_lines_unbuffered(void **state)
+{
+    (void)state;
+    atomic_store(&fail_thread_start, true);
+    bool started = md_log_buffer_start(60 * 1000);
+    atomic_store(&fail_thread_start, false);
+    assert_false(started);
+    md_log_access("GET", "/unbuffered", 200, 7, "r7"); /* written at once, not parked */
+    char got[4096];
+    drain(got, sizeof(got));
+    assert_non_null(strstr(got, "access: GET /unbuffered 200 7us r7\n"));
+    assert_int_equal(count_lines(got), 1);
+
+    assert_true(md_log_buffer_start(60 * 1000)); /* nothing left half set up */
+    md_log_access("GET", "/buffered", 200, 8, "r8");
+    assert_int_equal(drain(got, sizeof(got)), 0);
+    md_log_buffer_stop();
+    drain(got, sizeof(got));
+    assert_non_null(strstr(got, "access: GET /buffered 200 8us r8\n"));
+}
+
 static void test_flusher_writes_within_the_interval(void **state)
 {
     (void)state;
@@ -220,6 +266,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_json_access_line, setup, teardown),
         cmocka_unit_test_setup_teardown(test_buffered_lines_wait_and_other_records_keep_the_order,
+                                        setup, teardown),
+        cmocka_unit_test_setup_teardown(test_flusher_that_cannot_start_leaves_lines_unbuffered,
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_flusher_writes_within_the_interval, setup, teardown),
         cmocka_unit_test_setup_teardown(test_full_buffer_is_written_without_waiting, setup,
