@@ -1233,6 +1233,85 @@ static void test_pool_acquisition(void **state)
     md_redis_pool_free(p);
 }
 
+/*
+ * More callers than connections: each checkin hands its connection to one
+ * waiter, and every waiter is served well within the acquisition timeout
+ * (a lost wake-up would leave a waiter asleep until its deadline, 3 s, before
+ * it looks again: no checkout may take that long).
+ */
+struct pool_user {
+    struct md_redis_pool *p;
+    int ok, failed;
+    int64_t longest_ms; /* the longest checkout */
+};
+
+static void *pool_user_thread(void *arg)
+{
+    struct pool_user *u = arg;
+    for (int i = 0; i < 200; i++) {
+        redisContext *c = NULL;
+        struct md_error err;
+        md_error_clear(&err);
+        int64_t t0 = md_mono_ms();
+        enum md_status st = md_redis_pool_checkout(u->p, &c, &err);
+        u->longest_ms = MD_MAX(u->longest_ms, md_mono_ms() - t0);
+        if (st != MD_OK) {
+            u->failed++;
+            continue;
+        }
+        redisReply *r = redisCommand(c, "INCR memoryd:test:pool_users");
+        bool good = r && r->type == REDIS_REPLY_INTEGER;
+        if (r)
+            freeReplyObject(r);
+        md_redis_pool_checkin(u->p, c, !good);
+        if (good)
+            u->ok++;
+        else
+            u->failed++;
+    }
+    return NULL;
+}
+
+static void test_pool_waiters_all_served(void **state)
+{
+    MD_UNUSED(state);
+    struct md_redis_pool_options opt = {
+        .host = "127.0.0.1",
+        .port = g_port,
+        .max_connections = 2,
+        .connect_timeout_ms = 1000,
+        .socket_timeout_ms = 2000,
+        .acquisition_timeout_ms = 3000,
+    };
+    struct md_error err;
+    md_error_clear(&err);
+    struct md_redis_pool *p = md_redis_pool_new(&opt, &err);
+    assert_non_null(p);
+    enum { USERS = 8 };
+    struct pool_user u[USERS];
+    pthread_t t[USERS];
+    for (int i = 0; i < USERS; i++) {
+        u[i] = (struct pool_user){p, 0, 0, 0};
+        assert_int_equal(pthread_create(&t[i], NULL, pool_user_thread, &u[i]), 0);
+    }
+    int ok = 0;
+    for (int i = 0; i < USERS; i++) {
+        pthread_join(t[i], NULL);
+        assert_int_equal(u[i].failed, 0);
+        assert_true(u[i].longest_ms < 2500);
+        ok += u[i].ok;
+    }
+    assert_int_equal(ok, USERS * 200);
+    struct md_pool_stats ps;
+    md_redis_pool_stats(p, &ps);
+    assert_int_equal(ps.max, 2);
+    assert_true(ps.size <= 2);
+    assert_int_equal(ps.in_use, 0);
+    assert_true(ps.waits > 0); /* the callers did queue for the two connections */
+    assert_int_equal(ps.timeouts, 0);
+    md_redis_pool_free(p);
+}
+
 static void test_auth_select(void **state)
 {
     MD_UNUSED(state);
@@ -1425,6 +1504,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_noscript_fallback, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_redis_oom, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_pool_acquisition, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_pool_waiters_all_served, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_auth_select, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_redis_killed, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_redis_restarted_idle, test_setup, test_teardown),
