@@ -369,7 +369,7 @@ static void fine_bounds(unsigned i, double *lo, double *width)
 /*
  * Nearest-rank quantile q of a fine histogram with total samples: the
  * midpoint of the bucket holding rank ceil(q·total), clamped to [min, max].
- * Returns (double)NAN when total is 0. Result in microseconds.
+ * Returns NAN when total is 0. Result in microseconds.
  */
 static double fine_quantile(const uint64_t *hist, uint64_t total, double q, uint64_t min_us,
                             uint64_t max_us)
@@ -733,7 +733,7 @@ static int cmp_double(const void *a, const void *b)
     return (x > y) - (x < y);
 }
 
-/* Nearest-rank quantile of n values (sorted in place). (double)NAN when n is 0. */
+/* Nearest-rank quantile of n values (sorted in place). NAN when n is 0. */
 static double exact_quantile(double *v, size_t n, double q)
 {
     if (n == 0)
