@@ -13,7 +13,6 @@
 
 #include <curl/curl.h>
 #include <fcntl.h>
-#include <hiredis/hiredis.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
@@ -38,6 +37,7 @@
 #include "memoryd/ltm.h"
 #include "memoryd/metrics.h"
 #include "memoryd/ratelimit.h"
+#include "memoryd/redis_io.h"
 #include "memoryd/router.h"
 #include "memoryd/sqlite_db.h"
 #include "memoryd/stm.h"
@@ -320,22 +320,25 @@ static bool secret_from_redis(const struct md_config *cfg, char key[65])
     struct timeval tv = {(time_t)cfg->redis_socket_connect_timeout, 0};
     if (tv.tv_sec < 1)
         tv.tv_sec = 1;
-    redisContext *c = redisConnectWithTimeout(cfg->redis_host, (int)cfg->redis_port, tv);
-    bool ok = c && !c->err;
+    redisContext *c = NULL;
+    struct md_error err;
+    md_error_clear(&err);
+    bool ok = md_redis_connect(cfg->redis_host, (int)cfg->redis_port, (int64_t)tv.tv_sec * 1000,
+                               &c, &err) == MD_OK;
     redisReply *r = NULL;
     if (ok) {
         redisSetTimeout(c, tv);
         if (cfg->redis_password[0]) {
             r = cfg->redis_username[0]
-                    ? redisCommand(c, "AUTH %s %s", cfg->redis_username, cfg->redis_password)
-                    : redisCommand(c, "AUTH %s", cfg->redis_password);
+                    ? md_redis_command(c, "AUTH %s %s", cfg->redis_username, cfg->redis_password)
+                    : md_redis_command(c, "AUTH %s", cfg->redis_password);
             ok = r && r->type != REDIS_REPLY_ERROR;
             if (r)
                 freeReplyObject(r);
         }
     }
     if (ok) {
-        r = redisCommand(c, "SELECT %lld", (long long)cfg->redis_db);
+        r = md_redis_command(c, "SELECT %lld", (long long)cfg->redis_db);
         ok = r && r->type != REDIS_REPLY_ERROR;
         if (r)
             freeReplyObject(r);
@@ -343,13 +346,13 @@ static bool secret_from_redis(const struct md_config *cfg, char key[65])
     char fresh[65];
     random_hex(fresh);
     if (ok) {
-        r = redisCommand(c, "SET memoryd:cursor_secret %s NX", fresh);
+        r = md_redis_command(c, "SET memoryd:cursor_secret %s NX", fresh);
         ok = r && r->type != REDIS_REPLY_ERROR;
         if (r)
             freeReplyObject(r);
     }
     if (ok) {
-        r = redisCommand(c, "GET memoryd:cursor_secret");
+        r = md_redis_command(c, "GET memoryd:cursor_secret");
         ok = r && r->type == REDIS_REPLY_STRING && r->len == 64;
         if (ok)
             memcpy(key, r->str, 65);

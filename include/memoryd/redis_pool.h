@@ -32,6 +32,8 @@
 
 #include <hiredis/hiredis.h>
 
+#include "memoryd/redis_io.h"
+
 #include "memoryd/compat.h"
 #include "memoryd/status.h"
 

@@ -18,7 +18,6 @@
  */
 #include "memoryd/compat.h"
 
-#include <hiredis/hiredis.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -32,6 +31,7 @@
 #include "memoryd/clock.h"
 #include "memoryd/config.h"
 #include "memoryd/log.h"
+#include "memoryd/redis_io.h"
 #include "memoryd/text.h"
 
 #define QUEUE_MAX 4096
@@ -72,18 +72,18 @@ struct md_cache_sync {
 /* Connect, AUTH; NULL on failure (logged once per state change by callers). */
 static redisContext *dial(struct md_cache_sync *s)
 {
-    redisContext *c = redisConnectWithTimeout(s->host, s->port, s->connect_tv);
-    if (!c || c->err) {
-        if (c)
-            redisFree(c);
+    int64_t ms = (int64_t)s->connect_tv.tv_sec * 1000 + s->connect_tv.tv_usec / 1000;
+    redisContext *c = NULL;
+    struct md_error err;
+    md_error_clear(&err);
+    if (md_redis_connect(s->host, s->port, ms, &c, &err) != MD_OK)
         return NULL;
-    }
     redisSetTimeout(c, s->io_tv);
     redisEnableKeepAlive(c);
     if (s->password[0]) {
         redisReply *r = s->username[0]
-                            ? redisCommand(c, "AUTH %s %s", s->username, s->password)
-                            : redisCommand(c, "AUTH %s", s->password);
+                            ? md_redis_command(c, "AUTH %s %s", s->username, s->password)
+                            : md_redis_command(c, "AUTH %s", s->password);
         bool ok = r && r->type != REDIS_REPLY_ERROR;
         if (r)
             freeReplyObject(r);
@@ -238,7 +238,7 @@ static void *publisher(void *arg)
     while ((msg = dequeue(s)) != NULL) {
         if (!c)
             c = dial(s);
-        redisReply *r = c ? redisCommand(c, "PUBLISH %s %b", s->channel, msg, strlen(msg)) : NULL;
+        redisReply *r = c ? md_redis_command(c, "PUBLISH %s %b", s->channel, msg, strlen(msg)) : NULL;
         bool ok = r && r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);
@@ -339,7 +339,7 @@ static void *subscriber(void *arg)
     bool first = true, warned = false;
     while (!stopping(s)) {
         redisContext *c = dial(s);
-        redisReply *r = c ? redisCommand(c, "SUBSCRIBE %s", s->channel) : NULL;
+        redisReply *r = c ? md_redis_command(c, "SUBSCRIBE %s", s->channel) : NULL;
         bool ok = r && r->type == REDIS_REPLY_ARRAY;
         if (r)
             freeReplyObject(r);

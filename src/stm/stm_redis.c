@@ -267,6 +267,18 @@ static enum md_status load_scripts(const char *src, size_t len,
     return MD_OK;
 }
 
+/* A failed exchange while loading the scripts: out of memory, timeout or unavailable. */
+static enum md_status script_conn_error(const redisContext *c, const char *what,
+                                        struct md_error *err)
+{
+    enum md_status st = c->err == REDIS_ERR_OOM ? MD_E_NOMEM
+                        : md_redis_timed_out(c) ? MD_E_TIMEOUT
+                                                : MD_E_UNAVAIL;
+    md_error_set(err, st, st == MD_E_NOMEM ? "out of memory" : "redis unavailable");
+    md_error_detail(err, "%s: %s", what, c->errstr);
+    return st;
+}
+
 /* Pool hook: make sure every script is cached by the server (one round trip
  * when they are, two when some are missing). */
 static enum md_status load_on_connect(void *arg, redisContext *c, struct md_error *err)
@@ -282,13 +294,9 @@ static enum md_status load_on_connect(void *arg, redisContext *c, struct md_erro
         argv[2 + i] = s->scripts[i].sha;
         len[2 + i] = 40;
     }
-    redisReply *r = redisCommandArgv(c, 2 + S_COUNT, argv, len);
-    if (!r) {
-        enum md_status st = md_redis_timed_out(c) ? MD_E_TIMEOUT : MD_E_UNAVAIL;
-        md_error_set(err, st, "redis unavailable");
-        md_error_detail(err, "SCRIPT EXISTS: %s", c->errstr);
-        return st;
-    }
+    redisReply *r = md_redis_command_argv(c, 2 + S_COUNT, argv, len);
+    if (!r)
+        return script_conn_error(c, "SCRIPT EXISTS", err);
     bool missing[S_COUNT];
     int n_missing = 0;
     enum md_status st = MD_OK;
@@ -316,12 +324,8 @@ static enum md_status load_on_connect(void *arg, redisContext *c, struct md_erro
         if (!missing[i])
             continue;
         void *v = NULL;
-        if (redisGetReply(c, &v) != REDIS_OK || !v) {
-            enum md_status fst = md_redis_timed_out(c) ? MD_E_TIMEOUT : MD_E_UNAVAIL;
-            md_error_set(err, fst, "redis unavailable");
-            md_error_detail(err, "SCRIPT LOAD: %s", c->errstr);
-            return fst;
-        }
+        if (md_redis_get_reply(c, &v) != REDIS_OK || !v)
+            return script_conn_error(c, "SCRIPT LOAD", err);
         r = v;
         if (st == MD_OK && (r->type != REDIS_REPLY_STRING || r->len != 40 ||
                             memcmp(r->str, s->scripts[i].sha, 40) != 0)) {
@@ -497,14 +501,14 @@ static enum md_status script_io(struct stm_redis *s, redisContext *c, void *arg,
     sc->len[0] = 7;
     sc->argv[1] = script->sha;
     sc->len[1] = 40;
-    redisReply *r = redisCommandArgv(c, sc->argc, sc->argv, sc->len);
+    redisReply *r = md_redis_command_argv(c, sc->argc, sc->argv, sc->len);
     if (r && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0) {
         freeReplyObject(r);
         sc->argv[0] = "EVAL";
         sc->len[0] = 4;
         sc->argv[1] = script->text;
         sc->len[1] = script->len;
-        r = redisCommandArgv(c, sc->argc, sc->argv, sc->len);
+        r = md_redis_command_argv(c, sc->argc, sc->argv, sc->len);
     }
     if (!r)
         return conn_failure(c, script_names[sc->id], broken, timed_out, err);
@@ -918,7 +922,7 @@ static enum md_status get_io(struct stm_redis *s, redisContext *c, void *arg, bo
     enum md_status st = MD_OK;
     for (int i = 0; i < 5; i++) {
         void *v = NULL;
-        if (redisGetReply(c, &v) != REDIS_OK || !v) {
+        if (md_redis_get_reply(c, &v) != REDIS_OK || !v) {
             st = conn_failure(c, "get", broken, timed_out, err);
             break;
         }
@@ -1285,7 +1289,7 @@ static enum md_status pair_io(struct stm_redis *s, redisContext *c, void *arg, b
     enum md_status st = MD_OK;
     for (size_t i = 0; i < g->n; i++) {
         void *vm = NULL, *vb = NULL;
-        if (redisGetReply(c, &vm) != REDIS_OK || !vm || redisGetReply(c, &vb) != REDIS_OK ||
+        if (md_redis_get_reply(c, &vm) != REDIS_OK || !vm || md_redis_get_reply(c, &vb) != REDIS_OK ||
             !vb) {
             if (vm)
                 freeReplyObject(vm);
@@ -1514,7 +1518,7 @@ static enum md_status ping_io(struct stm_redis *s, redisContext *c, void *arg, b
 {
     MD_UNUSED(s);
     MD_UNUSED(arg);
-    redisReply *r = redisCommand(c, "PING");
+    redisReply *r = md_redis_command(c, "PING");
     if (!r)
         return conn_failure(c, "PING", broken, timed_out, err);
     enum md_status st = MD_OK;

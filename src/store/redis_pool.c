@@ -217,7 +217,7 @@ static enum md_status handshake(struct md_redis_pool *p, redisContext *c, struct
     enum md_status st = MD_OK;
     for (int i = 0; i < n; i++) {
         void *r = NULL;
-        if (redisGetReply(c, &r) != REDIS_OK || !r)
+        if (md_redis_get_reply(c, &r) != REDIS_OK || !r)
             return ctx_error(c, "redis handshake", err);
         redisReply *reply = r;
         if (reply->type == REDIS_REPLY_ERROR && st == MD_OK) {
@@ -235,18 +235,10 @@ static enum md_status handshake(struct md_redis_pool *p, redisContext *c, struct
 static enum md_status dial(struct md_redis_pool *p, redisContext **out, struct md_error *err)
 {
     *out = NULL;
-    redisContext *c = redisConnectWithTimeout(p->host, p->port, ms_to_tv(p->connect_timeout_ms));
-    if (!c)
-        return md_error_set(err, MD_E_NOMEM, "out of memory connecting to redis");
-    enum md_status st = MD_OK;
-    if (c->err) {
-        bool timed_out = strstr(c->errstr, "timed out") != NULL;
-        st = md_error_set(err, timed_out ? MD_E_TIMEOUT : MD_E_UNAVAIL,
-                          timed_out ? "redis did not answer in time" : "redis unavailable");
-        md_error_detail(err, "cannot connect to redis '%.100s:%d': %.100s", p->host, p->port,
-                        c->errstr);
-        goto out;
-    }
+    redisContext *c = NULL;
+    enum md_status st = md_redis_connect(p->host, p->port, p->connect_timeout_ms, &c, err);
+    if (st != MD_OK)
+        return st;
     if (redisSetTimeout(c, ms_to_tv(p->socket_timeout_ms)) != REDIS_OK) {
         st = ctx_error(c, "redis socket timeout", err);
         goto out;
@@ -284,7 +276,7 @@ static enum probe_result probe(struct md_redis_pool *p, const struct idle_conn *
         return PROBE_DEAD;
     if (p->health_check_ms <= 0 || md_mono_ms() - ic->since_ms <= p->health_check_ms)
         return PROBE_OK;
-    redisReply *r = redisCommand(c, "PING");
+    redisReply *r = md_redis_command(c, "PING");
     if (!r) {
         enum md_status st = ctx_error(c, "redis PING", err);
         return st == MD_E_TIMEOUT ? PROBE_TIMEOUT : PROBE_DEAD;
@@ -356,6 +348,14 @@ enum md_status md_redis_pool_checkout(struct md_redis_pool *p, redisContext **ou
             enum md_status st = dial(p, &c, err);
             pthread_mutex_lock(&p->lock);
             p->dialling--;
+            if (st == MD_E_NOMEM) {
+                /* our allocation failed, not Redis: free the slot, keep the breaker as it is */
+                p->open--;
+                p->leased--;
+                pthread_cond_signal(&p->cond);
+                pthread_mutex_unlock(&p->lock);
+                return st;
+            }
             if (st != MD_OK) {
                 p->open--;
                 p->leased--;

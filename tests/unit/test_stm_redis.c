@@ -24,11 +24,13 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <hiredis/sds.h>
 
 #include "memoryd/buf.h"
 #include "memoryd/clock.h"
 #include "memoryd/config.h"
 #include "memoryd/ids.h"
+#define MD_REDIS_IO_RAW /* drives Redis directly to stage states */
 #include "memoryd/redis_pool.h"
 #include "memoryd/stm.h"
 
@@ -1177,6 +1179,62 @@ static void test_redis_oom(void **state)
     assert_int_equal(raw_int("ZCARD %s", "memoryd:stm:by_seq"), 1);
 }
 
+/* md_redis_connect/get_reply (redis_io.h): what they do instead of hiredis'
+ * own connect and write, on a real server — a 1 MiB value each way (several
+ * send()s, then the big buffers are let go), a pipeline, a refused port. */
+static void test_redis_io(void **state)
+{
+    MD_UNUSED(state);
+    struct md_error err;
+    md_error_clear(&err);
+    redisContext *c = NULL;
+    assert_int_equal(md_redis_connect("127.0.0.1", g_port, 1000, &c, &err), MD_OK);
+    assert_non_null(c);
+    size_t n = 1u << 20;
+    char *big = malloc(n);
+    assert_non_null(big);
+    for (size_t i = 0; i < n; i++)
+        big[i] = (char)('a' + (i * 7) % 26);
+    const char *set[3] = {"SET", "memoryd:test:big", big};
+    size_t set_len[3] = {3, 16, n};
+    redisReply *r = md_redis_command_argv(c, 3, set, set_len);
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    assert_true(sdslen(c->obuf) == 0 && sdsalloc(c->obuf) <= 64 * 1024);
+    r = md_redis_command(c, "GET %s", "memoryd:test:big");
+    assert_non_null(r);
+    assert_int_equal(r->type, REDIS_REPLY_STRING);
+    assert_int_equal(r->len, n);
+    assert_memory_equal(r->str, big, n);
+    freeReplyObject(r);
+    free(big);
+    assert_true(sdsalloc(c->reader->buf) <= 64 * 1024);
+    /* a pipeline: both commands go out with the first read, the replies in order */
+    assert_int_equal(redisAppendCommand(c, "PING"), REDIS_OK);
+    assert_int_equal(redisAppendCommand(c, "ECHO %s", "second"), REDIS_OK);
+    void *v1 = NULL, *v2 = NULL;
+    assert_int_equal(md_redis_get_reply(c, &v1), REDIS_OK);
+    assert_int_equal(md_redis_get_reply(c, &v2), REDIS_OK);
+    assert_string_equal(((redisReply *)v1)->str, "PONG");
+    assert_string_equal(((redisReply *)v2)->str, "second");
+    freeReplyObject(v1);
+    freeReplyObject(v2);
+    redisFree(c);
+    /* nobody listening */
+    c = NULL;
+    assert_int_equal(md_redis_connect("127.0.0.1", free_port(), 1000, &c, &err), MD_E_UNAVAIL);
+    assert_null(c);
+    assert_non_null(strstr(err.detail, "cannot connect to redis '127.0.0.1:"));
+    /* a peer that went away: the command fails and says so */
+    assert_int_equal(md_redis_connect("127.0.0.1", g_port, 1000, &c, &err), MD_OK);
+    freeReplyObject(raw("CLIENT KILL TYPE normal SKIPME yes"));
+    assert_null(md_redis_command(c, "PING"));
+    assert_int_not_equal(c->err, 0);
+    assert_true(c->errstr[0] != '\0');
+    redisFree(c);
+}
+
 static void test_pool_acquisition(void **state)
 {
     MD_UNUSED(state);
@@ -1503,6 +1561,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_concurrent_feedback, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_noscript_fallback, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_redis_oom, test_setup, test_teardown),
+        cmocka_unit_test_setup_teardown(test_redis_io, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_pool_acquisition, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_pool_waiters_all_served, test_setup, test_teardown),
         cmocka_unit_test_setup_teardown(test_auth_select, test_setup, test_teardown),
