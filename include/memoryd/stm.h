@@ -30,6 +30,7 @@
 
 #include "memoryd/compat.h"
 #include "memoryd/ids.h"
+#include "memoryd/pool_stats.h"
 #include "memoryd/status.h"
 
 struct md_config;
@@ -121,15 +122,6 @@ struct md_stm_stats {
     int64_t with_feedback;
     int64_t by_status[MD_VERDICT_COUNT]; /* initial status */
     int64_t by_final[MD_VERDICT_COUNT];  /* final status (entries with one) */
-};
-
-/* Connection pool figures for metrics (zeros for backends without a pool). */
-struct md_pool_stats {
-    int size;      /* connections open */
-    int in_use;    /* connections checked out */
-    int max;       /* configured maximum */
-    uint64_t waits; /* checkouts that had to wait, since start */
-    uint64_t timeouts; /* checkouts that gave up, since start */
 };
 
 /* Callback of md_stm_for_each: one live entry and its rule links (borrowed). */

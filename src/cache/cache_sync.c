@@ -238,7 +238,8 @@ static void *publisher(void *arg)
     while ((msg = dequeue(s)) != NULL) {
         if (!c)
             c = dial(s);
-        redisReply *r = c ? md_redis_command(c, "PUBLISH %s %b", s->channel, msg, strlen(msg)) : NULL;
+        redisReply *r =
+            c ? md_redis_command(c, "PUBLISH %s %b", s->channel, msg, strlen(msg)) : NULL;
         bool ok = r && r->type == REDIS_REPLY_INTEGER;
         if (r)
             freeReplyObject(r);

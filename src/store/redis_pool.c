@@ -35,8 +35,8 @@
 #include <time.h>
 
 #include "memoryd/clock.h"
+#include "memoryd/pool_stats.h"
 #include "memoryd/redis_pool.h"
-#include "memoryd/stm.h"
 
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
